@@ -1,0 +1,45 @@
+# Human entry point. The two commands that matter: `make run` and `make test`.
+# Both install what is missing from Debian's packages first.
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= $(shell nproc)
+CMAKE_GEN  := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
+
+.PHONY: all deps test-deps build run test test-asan bench clean
+
+all: build
+
+deps:
+	@sh scripts/install-deps.sh
+
+test-deps:
+	@sh scripts/install-deps.sh --test
+
+$(BUILD)/build.ninja $(BUILD)/Makefile:
+	@cmake -S . -B $(BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Release >/dev/null
+
+build: deps $(BUILD)/build.ninja
+	@cmake --build $(BUILD) -j $(JOBS)
+
+# Runs the gateway on conf/sluice.toml in the foreground, with the demo
+# backend beside it. Ctrl-C stops both.
+run: build
+	@sh scripts/run-demo.sh $(BUILD)/sluice conf/sluice.toml
+
+test: test-deps build
+	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+# The whole suite once more under AddressSanitizer + UndefinedBehaviorSanitizer.
+test-asan: test-deps
+	@cmake -S . -B $(ASAN_BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Debug -DSLUICE_SANITIZE=ON >/dev/null
+	@cmake --build $(ASAN_BUILD) -j $(JOBS)
+	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS)
+
+bench: build
+	@sh scripts/install-deps.sh --bench
+	@sh bench/run.sh
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,0 +1,48 @@
+#!/bin/sh
+# Installs Sluice's build and test dependencies from Debian's packages.
+# Idempotent and quiet: it does nothing (and prints nothing) when all is there.
+set -eu
+
+# Each entry is "package:file-that-proves-it-is-installed".
+need="
+build-essential:/usr/bin/g++
+cmake:/usr/bin/cmake
+ninja-build:/usr/bin/ninja
+pkg-config:/usr/bin/pkg-config
+libuv1-dev:/usr/include/uv.h
+libssl-dev:/usr/include/openssl/ssl.h
+libtomlplusplus-dev:/usr/include/toml++/toml.h
+catch2:/usr/include/catch2/catch.hpp
+node-llhttp:/usr/share/llhttp/llhttp.c
+curl:/usr/bin/curl
+python3:/usr/bin/python3
+"
+if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--bench" ]; then
+  need="$need
+nginx-light:/usr/sbin/nginx
+"
+fi
+if [ "${1:-}" = "--bench" ]; then
+  need="$need
+wrk:/usr/bin/wrk
+util-linux:/usr/bin/taskset
+"
+fi
+
+missing=""
+for entry in $need; do
+  pkg=${entry%%:*}
+  file=${entry#*:}
+  [ -e "$file" ] || missing="$missing $pkg"
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" != 0 ]; then
+  echo "install-deps: missing packages:$missing (run as root, or install them with apt-get)" >&2
+  exit 1
+fi
+echo "install-deps: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing >/dev/null

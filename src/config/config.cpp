@@ -1,0 +1,374 @@
+// The loader: one TOML document in, one immutable Config or every problem out.
+//
+// It walks the document section by section, and a bad value only costs that
+// value: the default stays in place and the walk goes on, so a single run
+// reports all the mistakes in a file, each with file:line:col and a key path.
+// It never lets an exception out, never reports success while it holds an
+// error, and never accepts a key it does not know (a misspelt key that is
+// silently ignored is a setting the operator believes in and does not have).
+#include "config/config.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <map>
+
+#include "config/reader.hpp"
+
+namespace sluice::config {
+namespace {
+
+constexpr std::uint64_t kMinHeaderBytes = 1024;
+constexpr std::uint64_t kMaxHeaderBytes = 1024 * 1024;
+constexpr std::uint64_t kMinUriBytes = 64;
+constexpr std::int64_t kMaxWorkers = 256;
+
+// Listeners count as duplicates when they would bind the same socket, so
+// "localhost:80" and "127.0.0.1:80" collide even though they are spelt apart.
+bool same_address(const SocketAddress& a, const SocketAddress& b) {
+  return a.length == b.length && std::memcmp(&a.storage, &b.storage, a.length) == 0;
+}
+
+// "*", "example.com" or "*.example.com", lower-cased; nullopt for anything else.
+std::optional<std::string> normalize_host(std::string_view host) {
+  if (host == "*") return std::string(host);
+  std::string out;
+  std::string_view name = host;
+  if (name.substr(0, 2) == "*.") {
+    out = "*.";
+    name.remove_prefix(2);
+  }
+  if (name.empty() || name.size() > 253) return std::nullopt;
+  std::size_t label = 0;
+  for (char c : name) {
+    if (c == '.') {
+      if (label == 0) return std::nullopt;
+      label = 0;
+    } else {
+      const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      c == '-' || c == '_';
+      if (!ok || ++label > 63) return std::nullopt;
+    }
+    out += static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+  }
+  if (label == 0) return std::nullopt;  // trailing dot
+  return out;
+}
+
+// Query strings and fragments never reach the router as part of the path,
+// so a prefix containing them could never match.
+bool valid_path_prefix(std::string_view path) {
+  if (path.empty() || path.front() != '/') return false;
+  return std::none_of(path.begin(), path.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u <= 0x20 || u == 0x7f || c == '?' || c == '#';
+  });
+}
+
+class Loader {
+ public:
+  explicit Loader(const std::string& path) : in_(path) { config_.source_path = path; }
+
+  // The Config, or the errors in file order when there are any.
+  LoadResult load(const toml::table& root) {
+    in_.check_keys(root, "",
+                   {"server", "limits", "timeouts", "log", "listener", "route", "upstream"});
+    load_server(root);
+    load_limits(root);
+    load_timeouts(root);
+    load_log(root);
+    load_listeners(root);
+    load_upstreams(root);  // before routes, which refer to them by name
+    load_routes(root);
+    if (!in_.ok()) return in_.take_errors();
+    return std::shared_ptr<const Config>(std::make_shared<Config>(std::move(config_)));
+  }
+
+ private:
+  std::optional<Millis> duration(const toml::table& t, std::string_view prefix,
+                                 std::string_view key) {
+    const auto f = in_.field(t, prefix, key);
+    return f ? in_.as_duration(*f) : std::nullopt;
+  }
+
+  template <typename Int>
+  void integer(const toml::table& t, std::string_view prefix, std::string_view key,
+               std::int64_t min, std::int64_t max, Int& out) {
+    if (const auto f = in_.field(t, prefix, key))
+      if (const auto v = in_.as_integer(*f, min, max)) out = static_cast<Int>(*v);
+  }
+
+  void load_server(const toml::table& root) {
+    const auto* t = in_.section(root, "server", {"workers", "drain_timeout"});
+    if (t == nullptr) return;
+    if (auto f = in_.field(*t, "server", "workers")) {
+      // "auto" is the spelling DESIGN.md uses; it means the same as 0.
+      const auto* s = f->node->as_string();
+      if (s != nullptr && s->get() == "auto")
+        config_.server.workers = 0;
+      else if (s != nullptr)
+        in_.error(*f, "expected an integer or \"auto\"");
+      else
+        integer(*t, "server", "workers", 0, kMaxWorkers, config_.server.workers);
+    }
+    if (auto d = duration(*t, "server", "drain_timeout")) config_.server.drain_timeout = *d;
+  }
+
+  void load_limits(const toml::table& root) {
+    const auto* t =
+        in_.section(root, "limits",
+                    {"max_connections", "header_bytes", "header_count", "uri_bytes", "body_bytes"});
+    if (t == nullptr) return;
+    Limits& l = config_.limits;
+    integer(*t, "limits", "max_connections", 1, std::numeric_limits<std::int64_t>::max(),
+            l.max_connections);
+    if (auto f = in_.field(*t, "limits", "header_bytes"))
+      if (auto v =
+              in_.as_size(*f, kMinHeaderBytes, kMaxHeaderBytes, "1KiB..1MiB (1024..1048576 bytes)"))
+        l.header_bytes = static_cast<std::uint32_t>(*v);
+    integer(*t, "limits", "header_count", 1, 10'000, l.header_count);
+    // Judged by header_bytes as it stands after the lines above, so a bad
+    // header_bytes is reported once and uri_bytes is compared with the default.
+    if (auto f = in_.field(*t, "limits", "uri_bytes"))
+      if (auto v = in_.as_size(*f, kMinUriBytes, l.header_bytes,
+                               "64..header_bytes (" + std::to_string(l.header_bytes) + " bytes)"))
+        l.uri_bytes = static_cast<std::uint32_t>(*v);
+    if (auto f = in_.field(*t, "limits", "body_bytes"))
+      if (auto v = in_.as_size(*f, 0, std::numeric_limits<std::uint64_t>::max(), "0..2^64-1"))
+        l.body_bytes = *v;
+  }
+
+  void load_timeouts(const toml::table& root) {
+    const auto* t =
+        in_.section(root, "timeouts", {"header", "idle", "upstream_connect", "upstream_response"});
+    if (t == nullptr) return;
+    Timeouts& to = config_.timeouts;
+    if (auto d = duration(*t, "timeouts", "header")) to.header = *d;
+    if (auto d = duration(*t, "timeouts", "idle")) to.idle = *d;
+    if (auto d = duration(*t, "timeouts", "upstream_connect")) to.upstream_connect = *d;
+    if (auto d = duration(*t, "timeouts", "upstream_response")) to.upstream_response = *d;
+  }
+
+  void load_log(const toml::table& root) {
+    const auto* t = in_.section(root, "log", {"level", "access"});
+    if (t == nullptr) return;
+    if (auto f = in_.field(*t, "log", "level"))
+      if (auto i = in_.as_choice(*f, {"debug", "info", "warn", "error"}))
+        config_.log.level = static_cast<LogLevel>(*i);
+    if (auto f = in_.field(*t, "log", "access")) {
+      if (auto s = in_.as_string(*f)) {
+        if (s->empty())
+          in_.error(*f, "must be \"stdout\", \"off\" or a file path");
+        else
+          config_.log.access = std::move(*s);
+      }
+    }
+  }
+
+  void load_listeners(const toml::table& root) {
+    const auto tables = in_.table_array(root, "listener");
+    std::vector<std::string> keys;  // the key of each accepted listener, for duplicate reports
+    for (std::size_t i = 0; i < tables.size(); ++i) {
+      const toml::table& t = *tables[i];
+      const std::string prefix = indexed("listener", i);
+      in_.check_keys(t, prefix, {"address"});
+      const auto f = in_.required(t, prefix, "address");
+      const auto text = f ? in_.as_string(*f) : std::nullopt;
+      if (!text) continue;
+      auto resolved = resolve_address(*text);
+      if (auto* why = std::get_if<std::string>(&resolved)) {
+        in_.error(*f, *why);
+        continue;
+      }
+      Listener listener{*text, std::get<SocketAddress>(std::move(resolved))};
+      const auto& seen = config_.listeners;
+      const auto dup = std::find_if(seen.begin(), seen.end(), [&](const Listener& other) {
+        return same_address(other.addr, listener.addr);
+      });
+      if (dup != seen.end()) {
+        in_.error(*f, "same address as " + keys[static_cast<std::size_t>(dup - seen.begin())] +
+                          " (" + listener.addr.text + ")");
+        continue;
+      }
+      config_.listeners.push_back(std::move(listener));
+      keys.push_back(prefix);
+    }
+  }
+
+  void load_upstreams(const toml::table& root) {
+    const auto tables = in_.table_array(root, "upstream");
+    std::map<std::string, std::size_t> first;  // name -> index in the file, for duplicates
+    for (std::size_t i = 0; i < tables.size(); ++i) {
+      const toml::table& t = *tables[i];
+      const std::string prefix = indexed("upstream", i);
+      in_.check_keys(t, prefix,
+                     {"name", "servers", "balance", "keepalive", "max_fails", "fail_timeout"});
+      Upstream up;
+      if (auto f = in_.required(t, prefix, "name")) {
+        if (auto name = in_.as_string(*f)) {
+          if (name->empty())
+            in_.error(*f, "must not be empty");
+          else if (auto [it, fresh] = first.emplace(*name, i); !fresh)
+            in_.error(*f, "duplicate upstream name " + quoted(*name) + " (also upstream[" +
+                              std::to_string(it->second) + "])");
+          else
+            up.name = std::move(*name);
+        }
+      }
+      if (auto f = in_.required(t, prefix, "servers")) load_servers(*f, up);
+      if (auto f = in_.field(t, prefix, "balance"))
+        if (auto b = in_.as_choice(*f, {"round_robin", "least_conn", "hash_client_ip"}))
+          up.balance = static_cast<Balance>(*b);
+      integer(t, prefix, "keepalive", 0, 10'000, up.keepalive);
+      integer(t, prefix, "max_fails", 1, 1'000, up.max_fails);
+      if (auto d = duration(t, prefix, "fail_timeout")) up.fail_timeout = *d;
+      // Kept even when other keys were bad, so routes that use the name are
+      // not reported a second time as naming nothing.
+      if (!up.name.empty()) {
+        upstream_index_.emplace(up.name, config_.upstreams.size());
+        config_.upstreams.push_back(std::move(up));
+      }
+    }
+  }
+
+  void load_servers(const Field& f, Upstream& up) {
+    const toml::array* servers = f.node->as_array();
+    if (servers == nullptr) {
+      in_.error(f, "expected an array of \"host:port\" strings");
+      return;
+    }
+    if (servers->empty()) in_.error(f, "must list at least one server");
+    for (std::size_t i = 0; i < servers->size(); ++i) {
+      const Field entry{servers->get(i), indexed(f.path, i)};
+      const auto text = in_.as_string(entry);
+      if (!text) continue;
+      auto resolved = resolve_address(*text);
+      if (auto* why = std::get_if<std::string>(&resolved))
+        in_.error(entry, *why);
+      else
+        up.servers.push_back(UpstreamServer{*text, std::get<SocketAddress>(std::move(resolved))});
+    }
+  }
+
+  void load_routes(const toml::table& root) {
+    const auto tables = in_.table_array(root, "route");
+    std::map<std::pair<std::string, std::string>, std::size_t> seen;  // (host, prefix) -> index
+    for (std::size_t i = 0; i < tables.size(); ++i) {
+      const toml::table& t = *tables[i];
+      const std::string prefix = indexed("route", i);
+      in_.check_keys(t, prefix, {"host", "path_prefix", "upstream", "strip_prefix"});
+      Route route;
+      bool comparable = true;
+      if (auto f = in_.field(t, prefix, "host")) {
+        const auto host = in_.as_string(*f);
+        const auto normal = host ? normalize_host(*host) : std::nullopt;
+        if (host && !normal)
+          in_.error(*f, "invalid host " + quoted(*host) +
+                            ": expected \"*\", \"name.example.com\" or \"*.example.com\"");
+        if (normal) route.host = *normal;
+        comparable = comparable && normal.has_value();
+      }
+      if (auto f = in_.field(t, prefix, "path_prefix")) {
+        const auto path = in_.as_string(*f);
+        const bool valid = path && valid_path_prefix(*path);
+        if (path && !valid)
+          in_.error(*f,
+                    "must start with \"/\" and contain no spaces, control characters, '?' or '#'");
+        if (valid) route.path_prefix = *path;
+        comparable = comparable && valid;
+      }
+      if (auto f = in_.required(t, prefix, "upstream")) {
+        if (auto name = in_.as_string(*f)) {
+          const auto it = upstream_index_.find(*name);
+          if (it == upstream_index_.end())
+            in_.error(*f, "no [[upstream]] named " + quoted(*name));
+          else
+            route.upstream_index = it->second;
+          route.upstream = std::move(*name);
+        }
+      }
+      if (auto f = in_.field(t, prefix, "strip_prefix"))
+        if (auto b = in_.as_bool(*f)) route.strip_prefix = *b;
+      // A route whose host or prefix was refused holds defaults there, which
+      // would only produce a misleading duplicate report.
+      if (comparable) {
+        const auto [it, fresh] = seen.emplace(std::pair{route.host, route.path_prefix}, i);
+        if (!fresh)
+          in_.error(t.source(), prefix,
+                    "same host and path_prefix as route[" + std::to_string(it->second) + "] (" +
+                        route.host + " " + route.path_prefix + ")");
+      }
+      config_.routes.push_back(std::move(route));
+    }
+  }
+
+  Reader in_;
+  Config config_;
+  std::map<std::string, std::size_t> upstream_index_;  // name -> index in config_.upstreams
+};
+
+std::vector<ConfigError> single_error(const std::string& path, std::uint32_t line,
+                                      std::uint32_t column, std::string message) {
+  return {ConfigError{path, line, column, "", std::move(message)}};
+}
+
+}  // namespace
+
+std::string ConfigError::to_string() const {
+  std::string out = file;
+  if (line != 0) {
+    out += ":" + std::to_string(line);
+    if (column != 0) out += ":" + std::to_string(column);
+  }
+  out += ": ";
+  if (!key.empty()) out += key + ": ";
+  out += message;
+  return out;
+}
+
+LoadResult parse_config(std::string_view toml_text, const std::string& path) {
+  try {
+    toml::table root;
+    try {
+      root = toml::parse(toml_text, std::string_view(path));
+    } catch (const toml::parse_error& e) {
+      const auto& at = e.source().begin;
+      return single_error(path, static_cast<std::uint32_t>(at.line),
+                          static_cast<std::uint32_t>(at.column), std::string(e.description()));
+    }
+    return Loader(path).load(root);
+  } catch (const std::exception& e) {
+    // Only allocation failure is expected here; it still must not escape.
+    return single_error(path, 0, 0, std::string("cannot load: ") + e.what());
+  } catch (...) {
+    return single_error(path, 0, 0, "cannot load: unknown error");
+  }
+}
+
+LoadResult load_config(const std::string& path) {
+  std::FILE* file = std::fopen(path.c_str(), "rb");
+  if (file == nullptr) {
+    const int open_errno = errno;
+    return single_error(path, 0, 0, std::string("cannot read: ") + std::strerror(open_errno));
+  }
+  std::string text;
+  int read_errno = 0;
+  errno = 0;
+  try {
+    char buf[16384];
+    std::size_t n = 0;
+    while ((n = std::fread(buf, 1, sizeof buf, file)) > 0) text.append(buf, n);
+    // A directory opens fine and fails here, with EISDIR.
+    if (std::ferror(file)) read_errno = errno != 0 ? errno : EIO;
+  } catch (...) {
+    read_errno = ENOMEM;
+  }
+  std::fclose(file);
+  if (read_errno != 0)
+    return single_error(path, 0, 0, std::string("cannot read: ") + std::strerror(read_errno));
+  return parse_config(text, path);
+}
+
+}  // namespace sluice::config

@@ -1,0 +1,125 @@
+// The immutable configuration snapshot and its loader.
+//
+// load_config() turns one TOML file into a Config or into every problem found
+// at once, each naming file:line:col and the key path. A Config, once built,
+// is never mutated: workers share it through std::shared_ptr<const Config>.
+// This unit never touches the event loop or the network (name resolution of
+// upstream servers happens here, at load time, blocking, off the data path).
+#pragma once
+
+#include <sys/socket.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace sluice::config {
+
+using Millis = std::chrono::milliseconds;
+
+// "250ms", "10s", "5m", "1h" (a bare integer is not accepted: units are required).
+std::optional<Millis> parse_duration(std::string_view text);
+// "16KiB", "10MiB", "1GiB", "512B", or plain digits (bytes). KB/MB = 1000-based.
+std::optional<std::uint64_t> parse_size(std::string_view text);
+
+// One resolved socket address of an upstream server or a listener.
+struct SocketAddress {
+  sockaddr_storage storage{};
+  socklen_t length = 0;
+  std::string text;  // "127.0.0.1:9000" or "[::1]:9000", for logs
+};
+
+struct ServerSettings {
+  unsigned workers = 0;            // 0 = one per CPU (resolved by the caller)
+  Millis drain_timeout{30'000};    // SIGTERM: in-flight requests get this long
+};
+
+struct Limits {
+  std::uint64_t max_connections = 100'000;  // per process
+  std::uint32_t header_bytes = 16'384;      // request line + headers -> 431
+  std::uint32_t header_count = 100;         // -> 431
+  std::uint32_t uri_bytes = 8'192;          // -> 414
+  std::uint64_t body_bytes = 10ull << 20;   // -> 413
+};
+
+struct Timeouts {
+  Millis header{10'000};
+  Millis idle{60'000};
+  Millis upstream_connect{3'000};
+  Millis upstream_response{60'000};
+};
+
+enum class LogLevel : std::uint8_t { Debug, Info, Warn, Error };
+
+struct LogSettings {
+  LogLevel level = LogLevel::Info;
+  std::string access = "stdout";  // "stdout", "off", or a file path
+};
+
+struct Listener {
+  std::string address;  // as written
+  SocketAddress addr;
+};
+
+enum class Balance : std::uint8_t { RoundRobin, LeastConn, HashClientIp };
+
+struct UpstreamServer {
+  std::string name;  // as written, "host:port"
+  SocketAddress addr;
+};
+
+struct Upstream {
+  std::string name;
+  std::vector<UpstreamServer> servers;
+  Balance balance = Balance::RoundRobin;
+  std::uint32_t keepalive = 64;   // idle pooled connections per server per worker
+  std::uint32_t max_fails = 3;    // consecutive connect failures before ejection
+  Millis fail_timeout{10'000};    // how long an ejected server is left alone
+};
+
+struct Route {
+  std::string host = "*";         // lower-case: exact, "*.example.com", or "*"
+  std::string path_prefix = "/";
+  std::string upstream;           // name as written
+  std::size_t upstream_index = 0; // index into Config::upstreams, set by the loader
+  bool strip_prefix = false;
+};
+
+struct Config {
+  std::string source_path;
+  ServerSettings server;
+  Limits limits;
+  Timeouts timeouts;
+  LogSettings log;
+  std::vector<Listener> listeners;
+  std::vector<Route> routes;
+  std::vector<Upstream> upstreams;
+};
+
+struct ConfigError {
+  std::string file;
+  std::uint32_t line = 0;   // 1-based; 0 when the problem has no place in the file
+  std::uint32_t column = 0;
+  std::string key;          // "listener[0].address", "timeouts.header", ...
+  std::string message;
+  // "FILE:LINE:COL: key: message" (or "FILE: key: message" without a place)
+  std::string to_string() const;
+};
+
+using LoadResult = std::variant<std::shared_ptr<const Config>, std::vector<ConfigError>>;
+
+// Reads and validates the file. Every problem is reported, not just the first.
+LoadResult load_config(const std::string& path);
+// The same from text already in memory; `path` is used only in messages.
+LoadResult parse_config(std::string_view toml_text, const std::string& path);
+
+// Parses "127.0.0.1:8080", "[::1]:8080", "localhost:9000" (name resolved).
+// Returns an error message on failure.
+std::variant<SocketAddress, std::string> resolve_address(std::string_view host_port);
+
+}  // namespace sluice::config

@@ -1,0 +1,851 @@
+// Session: see session.hpp. Phases change only through the functions named
+// in Phase's comments; finish() is the one exit.
+#include "proxy/session.hpp"
+
+#include <netinet/in.h>
+
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+
+#include "core/log.hpp"
+#include "http/headers.hpp"
+#include "http/responses.hpp"
+#include "proxy/worker.hpp"
+
+namespace sluice::proxy {
+
+namespace {
+
+constexpr std::size_t kHighWater = 256 * 1024;  // pending writes that stop the other side's reads
+constexpr std::size_t kLowWater = 64 * 1024;    // ... and that resume them
+constexpr std::uint64_t kLingerMs = 2'000;      // discard input this long after our FIN
+
+http::HeadLimits request_limits(const config::Limits& l) {
+  return {l.header_bytes, l.header_count, l.uri_bytes};
+}
+// Upstreams are trusted more than clients, but not unboundedly.
+http::HeadLimits response_limits(const config::Limits& l) {
+  std::uint32_t bytes = l.header_bytes < 65'536 ? 65'536 : l.header_bytes;
+  return {bytes, l.header_count < 1'000 ? 1'000 : l.header_count, bytes};
+}
+
+bool is_idempotent(std::uint8_t method) noexcept {
+  switch (method) {
+    case HTTP_GET: case HTTP_HEAD: case HTTP_OPTIONS: case HTTP_PUT: case HTTP_DELETE:
+    case HTTP_TRACE:
+      return true;
+    default:
+      return false;
+  }
+}
+
+void append_hex(net::OutBatch& out, std::uint64_t n) {
+  char buf[24];
+  int len = std::snprintf(buf, sizeof buf, "%" PRIx64 "\r\n", n);
+  out.append_copy(std::string_view(buf, static_cast<std::size_t>(len)));
+}
+
+// Names listed in Connection headers: hop-by-hop for this message only.
+struct ConnectionTokens {
+  std::string_view items[16];
+  std::size_t count = 0;
+  bool overflow = false;
+  void collect(const http::MessageHead& head) {
+    for (std::size_t i = 0; i < head.header_count(); ++i) {
+      if (!http::iequals(head.name(i), "connection")) continue;
+      http::for_each_token(head.value(i), [&](std::string_view t) {
+        if (count == 16) { overflow = true; return false; }
+        items[count++] = t;
+        return true;
+      });
+    }
+  }
+  bool has(std::string_view name) const noexcept {
+    for (std::size_t i = 0; i < count; ++i) {
+      if (http::iequals(items[i], name)) return true;
+    }
+    return false;
+  }
+};
+
+}  // namespace
+
+const char* to_string(CloseReason r) noexcept {
+  switch (r) {
+    case CloseReason::None: return "none";
+    case CloseReason::ClientClosed: return "client_closed";
+    case CloseReason::Done: return "done";
+    case CloseReason::IdleTimeout: return "idle_timeout";
+    case CloseReason::HeaderTimeout: return "header_timeout";
+    case CloseReason::BadRequest: return "bad_request";
+    case CloseReason::UpstreamFailed: return "upstream_failed";
+    case CloseReason::UpstreamTruncated: return "upstream_truncated";
+    case CloseReason::Drained: return "drained";
+    case CloseReason::Refused: return "refused";
+  }
+  return "?";
+}
+
+Session::Session(Worker& worker, std::uint64_t id)
+    : w_(worker),
+      cfg_(worker.config()),
+      id_(id),
+      client_(worker.io(), *this),
+      req_parser_(http::Parser::Kind::Request, req_side_, request_limits(worker.config().limits)),
+      resp_parser_(http::Parser::Kind::Response, resp_side_,
+                   response_limits(worker.config().limits)) {
+  uv_timer_init(w_.io().loop(), &timer_);
+  timer_.data = this;
+  pending_closes_ = 2;
+  w_.add(this);
+}
+
+Session::~Session() { w_.remove(this); }
+
+bool Session::start(uv_stream_t* listener) {
+  if (client_.init() != 0 || uv_accept(listener, client_.stream()) != 0) {
+    finish(CloseReason::ClientClosed);
+    return false;
+  }
+  uv_tcp_nodelay(client_.tcp(), 1);
+  sockaddr_storage peer{};
+  int len = sizeof peer;
+  if (uv_tcp_getpeername(client_.tcp(), reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
+    std::uint32_t h = 2166136261u;
+    auto mix = [&](const void* p, std::size_t n) {
+      const auto* b = static_cast<const unsigned char*>(p);
+      for (std::size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 16777619u;
+    };
+    if (peer.ss_family == AF_INET6) {
+      const auto* a6 = reinterpret_cast<const sockaddr_in6*>(&peer);
+      uv_ip6_name(a6, client_ip_, sizeof client_ip_);
+      mix(&a6->sin6_addr, sizeof a6->sin6_addr);
+    } else {
+      const auto* a4 = reinterpret_cast<const sockaddr_in*>(&peer);
+      uv_ip4_name(a4, client_ip_, sizeof client_ip_);
+      mix(&a4->sin_addr, sizeof a4->sin_addr);
+    }
+    client_hash_ = h;
+  }
+  phase_ = Phase::Idle;
+  arm_timer(static_cast<std::uint64_t>(cfg_.timeouts.header.count()));
+  client_.read_start();
+  return true;
+}
+
+void Session::refuse() {
+  to_client_.append_copy(http::error_response(503, true));
+  flush_client();
+  start_finishing(CloseReason::Refused);
+}
+
+void Session::drain() {
+  draining_ = true;
+  client_keep_alive_ = false;
+  if (phase_ == Phase::Idle && in_len_ == 0) finish(CloseReason::Drained);
+}
+
+void Session::abort() { finish(CloseReason::Drained); }
+
+// ---- client transport events
+
+void Session::on_read(Block* block, std::size_t n) {
+  if (phase_ == Phase::Finishing || phase_ == Phase::Closing) return;  // lingering: discard
+  if (in_len_ != 0) {
+    // Reads are stopped whenever unparsed bytes are held; this cannot happen.
+    SLUICE_LOG(Error, "conn=%" PRIu64 " msg=\"read while input pending\"", id_);
+    finish(CloseReason::ClientClosed);
+    return;
+  }
+  if (phase_ == Phase::Idle) {
+    phase_ = Phase::ReadHead;
+    started_ns_ = uv_hrtime();
+    if (requests_ > 0) arm_timer(static_cast<std::uint64_t>(cfg_.timeouts.header.count()));
+  } else if (phase_ == Phase::Proxying) {
+    arm_timer(static_cast<std::uint64_t>(cfg_.timeouts.idle.count()));
+  }
+  in_block_ = BlockRef::share(block);
+  in_off_ = 0;
+  in_len_ = n;
+  pump();
+}
+
+void Session::on_eof() {
+  if (phase_ == Phase::Finishing) {
+    finish(reason_);
+    return;
+  }
+  finish(CloseReason::ClientClosed);
+}
+
+void Session::on_error(int) {
+  finish(phase_ == Phase::Finishing ? reason_ : CloseReason::ClientClosed);
+}
+
+void Session::on_write_done(int status) {
+  if (status < 0) {
+    finish(CloseReason::ClientClosed);
+    return;
+  }
+  if (phase_ == Phase::Finishing) {
+    if (client_.write_pending() == 0) linger();
+    return;
+  }
+  if (upstream_paused_ && up_ && client_.write_pending() < kLowWater) {
+    upstream_paused_ = false;
+    up_->transport().read_start();
+  }
+}
+
+void Session::on_closed() {
+  if (--pending_closes_ == 0) delete this;
+}
+
+void Session::on_timer_closed(uv_handle_t* h) noexcept {
+  auto* self = static_cast<Session*>(h->data);
+  if (--self->pending_closes_ == 0) delete self;
+}
+
+void Session::arm_timer(std::uint64_t ms) { uv_timer_start(&timer_, on_timer, ms, 0); }
+
+void Session::on_timer(uv_timer_t* t) noexcept {
+  auto* self = static_cast<Session*>(t->data);
+  switch (self->phase_) {
+    case Phase::Idle:
+      if (self->requests_ == 0) {
+        self->respond_local(408, CloseReason::HeaderTimeout);
+      } else {
+        self->finish(CloseReason::IdleTimeout);
+      }
+      return;
+    case Phase::ReadHead:
+      self->respond_local(408, CloseReason::HeaderTimeout);
+      return;
+    case Phase::Connecting:
+      return;  // the upstream's connect timer decides
+    case Phase::Proxying:
+      // Waiting for the response head is the upstream response timer's job.
+      if (self->req_done_ && !self->resp_started_) return;
+      self->finish(CloseReason::IdleTimeout);
+      return;
+    case Phase::Finishing:
+      self->finish(self->reason_);
+      return;
+    case Phase::Closing:
+      return;
+  }
+}
+
+// ---- request side
+
+bool Session::can_parse() const noexcept {
+  switch (phase_) {
+    case Phase::Idle:
+    case Phase::ReadHead:
+      return true;
+    case Phase::Proxying:
+      return !req_done_ && up_ && up_->transport().write_pending() < kHighWater;
+    default:
+      return false;
+  }
+}
+
+void Session::update_client_reading() {
+  if (phase_ == Phase::Closing) return;
+  bool want = phase_ == Phase::Finishing || (in_len_ == 0 && can_parse());
+  if (want) {
+    client_.read_start();
+  } else {
+    client_.read_stop();
+  }
+}
+
+void Session::pump() {
+  if (pumping_) return;  // re-entered from end_exchange(): the loop below goes on
+  pumping_ = true;
+  while (in_len_ > 0 && can_parse()) {
+    if (phase_ == Phase::Idle) {
+      phase_ = Phase::ReadHead;
+      started_ns_ = uv_hrtime();
+    }
+    cur_block_ = in_block_.get();
+    http::Parser::Result r = req_parser_.feed(cur_block_->data + in_off_, in_len_);
+    in_off_ += r.consumed;
+    in_len_ -= r.consumed;
+    if (up_) flush_upstream();
+    if (r.status == http::Parser::Status::Error) {
+      on_request_error();
+      break;
+    }
+    if (r.status == http::Parser::Status::Paused) {
+      if (phase_ == Phase::ReadHead) {
+        // The head is done (and, for a request without body, the message too).
+        req_done_ = req_parser_.message_complete();
+        after_head();
+      } else if (req_parser_.message_complete()) {
+        on_request_complete();
+      }
+    }
+    if (phase_ == Phase::Closing) break;
+  }
+  cur_block_ = nullptr;
+  if (in_len_ == 0) in_block_.reset();
+  pumping_ = false;
+  update_client_reading();
+}
+
+void Session::on_request_error() {
+  int status = 400;
+  switch (req_parser_.error()) {
+    case http::ParseError::UriTooLong: status = 414; break;
+    case http::ParseError::HeadTooLarge:
+    case http::ParseError::TooManyHeaders: status = 431; break;
+    case http::ParseError::Rejected: status = body_too_large_ ? 413 : 400; break;
+    default: break;
+  }
+  SLUICE_LOG(Info, "conn=%" PRIu64 " msg=\"request refused\" client=%s status=%d reason=\"%s\"",
+             id_, client_ip_, status, req_parser_.reason());
+  respond_local(status, CloseReason::BadRequest);
+}
+
+http::ParserHandler::Next Session::on_request_head(http::MessageHead& head) {
+  using Next = http::ParserHandler::Next;
+  method_ = head.method;
+  client_http10_ = head.version_minor == 0;
+  client_keep_alive_ = head.keep_alive && !draining_;
+  req_chunked_ = head.chunked;
+  req_has_body_ = head.chunked || head.content_length > 0;
+  local_status_ = 0;
+  path_.assign(head.url());
+  const Next next = req_has_body_ ? Next::Pause : Next::Continue;
+
+  if (head.upgrade) {
+    // The hand-off point for protocol upgrades. Until frame-aware WebSocket
+    // relaying exists, nothing is tunnelled blindly.
+    local_status_ = 501;
+    return next;
+  }
+  std::size_t hosts = head.count("host");
+  if (hosts > 1 || (hosts == 0 && !client_http10_)) {
+    local_status_ = 400;
+    return next;
+  }
+  std::string_view url = head.url();
+  std::string_view authority = head.find("host").value_or(std::string_view{});
+  std::string_view path = url;
+  if (url.size() > 7 && (http::iequals(url.substr(0, 7), "http://") ||
+                         (url.size() > 8 && http::iequals(url.substr(0, 8), "https://")))) {
+    std::string_view rest = url.substr(url.find("//") + 2);
+    std::size_t slash = rest.find_first_of("/?");
+    authority = rest.substr(0, slash);
+    path = slash == std::string_view::npos ? std::string_view("/") : rest.substr(slash);
+  } else if (url == "*" && head.method == HTTP_OPTIONS) {
+    path = "*";
+  } else if (url.empty() || url.front() != '/') {
+    local_status_ = 400;
+    return next;
+  }
+  char host[256];
+  std::size_t host_len = 0;
+  if (!authority.empty() && !http::normalise_host(authority, host, sizeof host, host_len)) {
+    local_status_ = 400;
+    return next;
+  }
+  if (head.has_content_length && head.content_length > cfg_.limits.body_bytes) {
+    local_status_ = 413;
+    return next;
+  }
+  if (auto expect = head.find("expect")) {
+    expect_continue_ = !client_http10_ && req_has_body_ && http::iequals(*expect, "100-continue");
+  }
+  route_ = w_.router().match(std::string_view(host, host_len), path == "*" ? "/" : path);
+  if (!route_) {
+    local_status_ = 404;
+    return next;
+  }
+  pool_ = &w_.pool(route_->upstream_index);
+  std::string_view up_path = path;
+  if (route_->strip_prefix && path != "*") {
+    up_path = path.substr(route_->path_prefix.size());
+  }
+  build_upstream_head(head, up_path, std::string_view(host, host_len));
+  return next;
+}
+
+void Session::build_upstream_head(const http::MessageHead& head, std::string_view path,
+                                  std::string_view host) {
+  ConnectionTokens named;
+  named.collect(head);
+  std::string& out = up_head_;
+  out.clear();
+  out += llhttp_method_name(static_cast<llhttp_method_t>(head.method));
+  out += ' ';
+  if (path.empty() || (path.front() != '/' && path != "*")) out += '/';
+  out += path;
+  out += " HTTP/1.1\r\n";
+  std::string_view xff_prev, via_prev, host_header;
+  bool xff_many = false;
+  for (std::size_t i = 0; i < head.header_count(); ++i) {
+    std::string_view n = head.name(i), v = head.value(i);
+    if (http::is_hop_by_hop(n) || named.has(n)) continue;
+    if (http::iequals(n, "expect") || http::iequals(n, "x-forwarded-proto") ||
+        http::iequals(n, "x-forwarded-host")) {
+      continue;
+    }
+    if (http::iequals(n, "x-forwarded-for")) {
+      if (!xff_prev.empty()) xff_many = true;
+      if (!xff_many) xff_prev = v;
+      if (xff_many) {  // several fields: join them in order, as one list
+        out += "X-Forwarded-For: ";
+        out += v;
+        out += "\r\n";
+      }
+      continue;
+    }
+    if (http::iequals(n, "via")) {
+      via_prev = v;
+      continue;
+    }
+    if (http::iequals(n, "host")) host_header = v;
+    out += n;
+    out += ": ";
+    out += v;
+    out += "\r\n";
+  }
+  if (host_header.empty()) {
+    out += "Host: ";
+    out += host.empty() ? std::string_view(pool_->conf().servers.front().name) : host;
+    out += "\r\n";
+  }
+  // X-Forwarded-For: the client's list, then the address this gateway saw.
+  out += "X-Forwarded-For: ";
+  if (!xff_prev.empty() && !xff_many) {
+    out += xff_prev;
+    out += ", ";
+  }
+  out += client_ip_;
+  out += "\r\nX-Forwarded-Proto: http\r\n";
+  if (!host_header.empty() || !host.empty()) {
+    out += "X-Forwarded-Host: ";
+    out += host_header.empty() ? host : host_header;
+    out += "\r\n";
+  }
+  out += "Via: ";
+  if (!via_prev.empty()) {
+    out += via_prev;
+    out += ", ";
+  }
+  out += client_http10_ ? "1.0 sluice\r\n" : "1.1 sluice\r\n";
+  if (req_chunked_) out += "Transfer-Encoding: chunked\r\n";
+  out += "\r\n";
+}
+
+bool Session::on_request_body(const char* p, std::size_t n) {
+  req_body_bytes_ += n;
+  if (req_body_bytes_ > cfg_.limits.body_bytes) {
+    body_too_large_ = true;
+    return false;
+  }
+  to_upstream_.append_block(cur_block_, p, n);
+  body_forwarded_ = true;
+  return true;
+}
+
+void Session::on_request_chunk(std::uint64_t size) {
+  if (size > 0) append_hex(to_upstream_, size);
+}
+
+void Session::on_request_complete() {
+  req_done_ = true;
+  if (req_chunked_) to_upstream_.append_copy("0\r\n\r\n");
+  flush_upstream();
+}
+
+void Session::after_head() {
+  if (local_status_ != 0) {
+    respond_local(local_status_, local_status_ >= 500 ? CloseReason::UpstreamFailed
+                                                      : CloseReason::BadRequest,
+                  true);
+    return;
+  }
+  connect_upstream();
+}
+
+void Session::connect_upstream() {
+  phase_ = Phase::Connecting;
+  uv_timer_stop(&timer_);
+  server_ = pool_->pick(client_hash_, retried_ ? server_ : nullptr);
+  if (!server_) {
+    SLUICE_LOG(Warn, "conn=%" PRIu64 " msg=\"no healthy upstream server\" upstream=%s", id_,
+               pool_->conf().name.c_str());
+    respond_local(503, CloseReason::UpstreamFailed, true);
+    return;
+  }
+  bool reused = false;
+  UpstreamConn* conn = pool_->acquire(*server_, *this, reused);
+  up_ = conn;
+  reused_conn_ = reused;
+  if (reused) start_forwarding(*conn);
+}
+
+void Session::on_upstream_connected(UpstreamConn& conn) {
+  if (&conn != up_) return;
+  start_forwarding(conn);
+}
+
+void Session::start_forwarding(UpstreamConn& conn) {
+  phase_ = Phase::Proxying;
+  net::OutBatch head;
+  head.append_copy(up_head_);
+  if (int r = conn.transport().write(head); r < 0) {
+    retry_or_fail(502);
+    return;
+  }
+  if (expect_continue_ && !req_done_) {
+    to_client_.append_copy(http::kContinue100);
+    flush_client();
+  }
+  conn.arm_timer(static_cast<std::uint64_t>(cfg_.timeouts.upstream_response.count()));
+  resp_parser_.reset();
+  conn.transport().read_start();
+  if (!req_done_) {
+    req_parser_.resume();
+    arm_timer(static_cast<std::uint64_t>(cfg_.timeouts.idle.count()));
+  }
+  pump();
+}
+
+void Session::on_upstream_failed(UpstreamConn& conn, ConnectFailure why) {
+  if (&conn != up_) return;
+  up_ = nullptr;  // the connection closes itself
+  retry_or_fail(why == ConnectFailure::Timeout ? 504 : 502);
+}
+
+void Session::retry_or_fail(int status) {
+  if (up_) {
+    up_->abandon();
+    up_ = nullptr;
+  }
+  if (!retried_ && is_idempotent(method_) && !body_forwarded_ && !resp_started_) {
+    retried_ = true;
+    // Bytes already queued for the dead connection died with it.
+    to_upstream_.clear();
+    if (req_parser_.head_complete() && !req_done_) {
+      // The parser was resumed for the body; nothing was forwarded, so the
+      // body has not started: the pending input still holds it.
+    }
+    connect_upstream();
+    return;
+  }
+  respond_local(status, CloseReason::UpstreamFailed, true);
+}
+
+void Session::flush_upstream() {
+  if (!up_ || to_upstream_.empty()) return;
+  if (up_->transport().write(to_upstream_) < 0) to_upstream_.clear();
+}
+
+// ---- response side
+
+void Session::on_upstream_read(Block* block, std::size_t n) {
+  if (phase_ != Phase::Proxying) return;
+  cur_resp_block_ = block;
+  std::size_t off = 0;
+  while (off < n && up_) {
+    http::Parser::Result r = resp_parser_.feed(block->data + off, n - off);
+    off += r.consumed;
+    if (r.status == http::Parser::Status::Error) {
+      SLUICE_LOG(Warn, "conn=%" PRIu64 " msg=\"bad upstream response\" server=%s reason=\"%s\"",
+                 id_, server_->conf->addr.text.c_str(), resp_parser_.reason());
+      flush_client();
+      upstream_broken(false);
+      cur_resp_block_ = nullptr;
+      return;
+    }
+    if (r.status == http::Parser::Status::Paused && resp_parser_.message_complete()) {
+      if (interim_) {
+        interim_ = false;
+        resp_parser_.resume();
+        continue;
+      }
+      flush_client();
+      on_response_complete(off == n);
+      cur_resp_block_ = nullptr;
+      return;
+    }
+  }
+  cur_resp_block_ = nullptr;
+  flush_client();
+  if (phase_ == Phase::Proxying) arm_timer(static_cast<std::uint64_t>(cfg_.timeouts.idle.count()));
+}
+
+http::ParserHandler::Next Session::on_response_head(http::MessageHead& head) {
+  using Next = http::ParserHandler::Next;
+  if (head.status < 200) {
+    if (head.status == 101) return Next::Abort;  // we never asked for an upgrade
+    interim_ = true;
+    // 100 answers an Expect we already answered; other 1xx go to 1.1 clients.
+    if (head.status != 100 && !client_http10_) {
+      char line[64];
+      int len = std::snprintf(line, sizeof line, "HTTP/1.1 %u %s\r\n", head.status,
+                              http::reason_phrase(head.status));
+      to_client_.append_copy(std::string_view(line, static_cast<std::size_t>(len)));
+      for (std::size_t i = 0; i < head.header_count(); ++i) {
+        if (http::is_hop_by_hop(head.name(i))) continue;
+        to_client_.append_copy(head.name(i));
+        to_client_.append_copy(": ");
+        to_client_.append_copy(head.value(i));
+        to_client_.append_copy("\r\n");
+      }
+      to_client_.append_copy("\r\n");
+    }
+    return Next::Continue;
+  }
+  up_->stop_timer();
+  status_ = head.status;
+  build_client_head(head);
+  resp_started_ = true;
+  return method_ == HTTP_HEAD ? Next::SkipBody : Next::Continue;
+}
+
+void Session::build_client_head(const http::MessageHead& head) {
+  const bool no_body = method_ == HTTP_HEAD || head.status == 204 || head.status == 304;
+  resp_chunked_out_ = false;
+  resp_close_delimited_ = false;
+  if (!no_body) {
+    if (head.chunked) {
+      resp_chunked_out_ = !client_http10_;
+      resp_close_delimited_ = client_http10_;  // 1.0 clients get the body de-chunked, then EOF
+    } else if (!head.has_content_length) {
+      resp_close_delimited_ = true;
+    }
+  }
+  client_keep_alive_ = client_keep_alive_ && req_done_ && !resp_close_delimited_ && !draining_;
+
+  ConnectionTokens named;
+  named.collect(head);
+  std::string& out = resp_head_;
+  out.clear();
+  char line[64];
+  int len = std::snprintf(line, sizeof line, "HTTP/1.1 %u ", head.status);
+  out.append(line, static_cast<std::size_t>(len));
+  out += head.reason().empty() ? std::string_view(http::reason_phrase(head.status)) : head.reason();
+  out += "\r\n";
+  for (std::size_t i = 0; i < head.header_count(); ++i) {
+    std::string_view n = head.name(i);
+    if (http::is_hop_by_hop(n) || named.has(n)) continue;
+    out += n;
+    out += ": ";
+    out += head.value(i);
+    out += "\r\n";
+  }
+  if (resp_chunked_out_) out += "Transfer-Encoding: chunked\r\n";
+  if (!client_keep_alive_) {
+    out += "Connection: close\r\n";
+  } else if (client_http10_) {
+    out += "Connection: keep-alive\r\n";
+  }
+  out += "\r\n";
+  to_client_.append_copy(out);
+}
+
+bool Session::on_response_body(const char* p, std::size_t n) {
+  to_client_.append_block(cur_resp_block_, p, n);
+  resp_bytes_ += n;
+  return true;
+}
+
+void Session::on_response_chunk(std::uint64_t size) {
+  if (resp_chunked_out_ && size > 0) append_hex(to_client_, size);
+}
+
+void Session::on_response_complete(bool upstream_clean) {
+  resp_done_ = true;
+  if (resp_chunked_out_) to_client_.append_copy("0\r\n\r\n");
+  flush_client();
+  const bool reusable = upstream_clean && req_done_ && resp_parser_.head().keep_alive &&
+                        !resp_parser_.needs_eof();
+  release_upstream(reusable);
+  end_exchange();
+}
+
+void Session::on_upstream_eof() {
+  if (resp_started_) {
+    http::Parser::Result r = resp_parser_.finish();
+    if (r.status == http::Parser::Status::Paused && resp_parser_.message_complete()) {
+      // A close-delimited response ends here, complete.
+      release_upstream(false);
+      on_response_complete(false);
+      return;
+    }
+  }
+  upstream_broken(true);
+}
+
+void Session::on_upstream_error(int) { upstream_broken(true); }
+
+// The upstream connection failed after it was connected: before the response
+// head we may retry or answer 502; after it, the client must not be led to
+// believe the response is complete, so its connection is cut.
+void Session::upstream_broken(bool may_retry) {
+  if (!resp_started_) {
+    if (may_retry) {
+      retry_or_fail(502);
+    } else {
+      body_forwarded_ = true;  // never retry a request whose answer was garbage
+      retry_or_fail(502);
+    }
+    return;
+  }
+  SLUICE_LOG(Warn, "conn=%" PRIu64 " msg=\"upstream response truncated\" server=%s", id_,
+             server_ ? server_->conf->addr.text.c_str() : "-");
+  status_ = status_ ? status_ : 502;
+  log_access();
+  finish(CloseReason::UpstreamTruncated);
+}
+
+void Session::on_upstream_write_done() {
+  if (phase_ == Phase::Proxying && !req_done_ && up_ &&
+      up_->transport().write_pending() < kLowWater) {
+    pump();
+  }
+}
+
+void Session::on_upstream_timeout() {
+  SLUICE_LOG(Warn, "conn=%" PRIu64 " msg=\"upstream response timed out\" server=%s", id_,
+             server_ ? server_->conf->addr.text.c_str() : "-");
+  if (resp_started_) {
+    upstream_broken(false);
+    return;
+  }
+  release_upstream(false);
+  respond_local(504, CloseReason::UpstreamFailed, true);
+}
+
+void Session::flush_client() {
+  if (to_client_.empty() || phase_ == Phase::Closing) return;
+  if (client_.write(to_client_) < 0) {
+    to_client_.clear();
+    return;
+  }
+  if (up_ && !upstream_paused_ && client_.write_pending() > kHighWater) {
+    upstream_paused_ = true;
+    up_->transport().read_stop();
+  }
+}
+
+// ---- endings
+
+void Session::release_upstream(bool reusable) {
+  if (!up_) return;
+  UpstreamConn* c = up_;
+  up_ = nullptr;
+  upstream_paused_ = false;
+  to_upstream_.clear();
+  if (reusable) {
+    c->release();
+  } else {
+    c->abandon();
+  }
+}
+
+void Session::respond_local(int status, CloseReason reason, bool may_keep_alive) {
+  if (phase_ == Phase::Closing || phase_ == Phase::Finishing) return;
+  release_upstream(false);
+  if (resp_started_) {
+    finish(CloseReason::UpstreamTruncated);
+    return;
+  }
+  status_ = static_cast<std::uint16_t>(status);
+  const bool keep = may_keep_alive && req_done_ && client_keep_alive_ && !draining_;
+  client_keep_alive_ = keep;
+  to_client_.append_copy(http::error_response(status, !keep));
+  flush_client();
+  if (keep) {
+    end_exchange();
+  } else {
+    log_access();
+    start_finishing(reason);
+  }
+}
+
+void Session::end_exchange() {
+  log_access();
+  ++requests_;
+  if (!client_keep_alive_ || draining_) {
+    start_finishing(draining_ ? CloseReason::Drained : CloseReason::Done);
+    return;
+  }
+  route_ = nullptr;
+  pool_ = nullptr;
+  server_ = nullptr;
+  req_body_bytes_ = resp_bytes_ = 0;
+  status_ = 0;
+  local_status_ = 0;
+  req_chunked_ = req_has_body_ = req_done_ = body_forwarded_ = expect_continue_ = false;
+  retried_ = reused_conn_ = resp_started_ = resp_chunked_out_ = false;
+  resp_close_delimited_ = resp_done_ = body_too_large_ = interim_ = logged_ = false;
+  phase_ = Phase::Idle;
+  arm_timer(static_cast<std::uint64_t>(cfg_.timeouts.idle.count()));
+  req_parser_.resume();
+  pump();
+}
+
+void Session::start_finishing(CloseReason reason) {
+  if (phase_ == Phase::Closing || phase_ == Phase::Finishing) return;
+  reason_ = reason;
+  phase_ = Phase::Finishing;
+  release_upstream(false);
+  in_block_.reset();
+  in_len_ = 0;
+  if (client_.write_pending() == 0) {
+    linger();
+  } else {
+    arm_timer(static_cast<std::uint64_t>(cfg_.timeouts.idle.count()));
+  }
+}
+
+// Lingering close: FIN after the last byte, then read and discard until the
+// client closes (or a short deadline), so that unread request bytes do not
+// make the kernel answer with a reset that destroys the response.
+void Session::linger() {
+  if (lingering_) return;
+  lingering_ = true;
+  client_.shutdown_write();
+  client_.read_start();
+  arm_timer(kLingerMs);
+}
+
+void Session::finish(CloseReason reason) {
+  if (phase_ == Phase::Closing) return;
+  if (reason_ == CloseReason::None || phase_ != Phase::Finishing) reason_ = reason;
+  phase_ = Phase::Closing;
+  release_upstream(false);
+  in_block_.reset();
+  in_len_ = 0;
+  to_client_.clear();
+  to_upstream_.clear();
+  uv_timer_stop(&timer_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&timer_), on_timer_closed);
+  client_.close();
+}
+
+void Session::log_access() {
+  AccessLog& log = w_.access_log();
+  if (!log.enabled() || logged_) return;
+  logged_ = true;
+  const double ms = static_cast<double>(uv_hrtime() - started_ns_) / 1e6;
+  const char* method = llhttp_method_name(static_cast<llhttp_method_t>(method_));
+  char line[1024];
+  int n = std::snprintf(
+      line, sizeof line,
+      "conn=%" PRIu64 " client=%s method=%s path=%.*s status=%u route=%s upstream=%s"
+      " req_body=%" PRIu64 " resp_body=%" PRIu64 " duration_ms=%.3f\n",
+      id_, client_ip_, method, static_cast<int>(path_.size() > 512 ? 512 : path_.size()),
+      path_.data(), status_, route_ ? route_->path_prefix.c_str() : "-",
+      server_ ? server_->conf->addr.text.c_str() : "-", req_body_bytes_, resp_bytes_, ms);
+  if (n > 0) log.append(std::string_view(line, static_cast<std::size_t>(n) < sizeof line ? n : sizeof line - 1));
+}
+
+}  // namespace sluice::proxy

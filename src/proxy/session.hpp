@@ -1,0 +1,200 @@
+// Session: one client connection, from accept to close, and the requests on it.
+//
+// It composes the pieces in the order the bytes travel: client transport ->
+// request parser -> router -> upstream connection -> response parser ->
+// client transport. Requests on one connection are handled one at a time
+// (pipelined ones wait, parsed but unanswered bytes kept by reference).
+// Bodies stream both ways as block slices, never buffered whole; each side's
+// reads stop while the other side's pending writes are over the high-water
+// mark. Every failure path ends in finish(), which is idempotent.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <string>
+
+#include "config/config.hpp"
+#include "core/buffer.hpp"
+#include "http/parser.hpp"
+#include "net/transport.hpp"
+#include "proxy/upstream.hpp"
+
+namespace sluice::proxy {
+
+class Worker;
+
+enum class CloseReason : std::uint8_t {
+  None,
+  ClientClosed,     // EOF or reset from the client
+  Done,             // response complete, connection not kept alive
+  IdleTimeout,
+  HeaderTimeout,
+  BadRequest,       // parse error or policy refusal answered with 4xx
+  UpstreamFailed,   // answered with 5xx
+  UpstreamTruncated,// upstream ended mid-response; client cut off
+  Drained,          // shutdown
+  Refused,          // over max_connections
+};
+const char* to_string(CloseReason r) noexcept;
+
+class Session final : public net::TransportHandler, public UpstreamUser {
+ public:
+  Session(Worker& worker, std::uint64_t id);
+  // Takes the accepted connection; returns false (session already finished) on failure.
+  bool start(uv_stream_t* listener);
+  // Over the connection limit: answer 503 and close.
+  void refuse();
+  // Shutdown: idle connections close now; busy ones after their current response.
+  void drain();
+  // Shutdown deadline passed: close whatever is left.
+  void abort();
+
+  Session* prev_ = nullptr;  // worker's list of live sessions
+  Session* next_ = nullptr;
+
+ private:
+  enum class Phase : std::uint8_t {
+    Idle,        // between requests: no request bytes yet, idle timer armed
+    ReadHead,    // request head arriving, header timer armed
+    Connecting,  // head parsed and routed; upstream connecting; client reads stopped
+    Proxying,    // up_ set: request body and response stream through
+    Finishing,   // final bytes flushing; then FIN, discard input, close (lingering close)
+    Closing,     // finish() ran; waiting for the close callbacks
+  };
+
+  struct RequestSide final : http::ParserHandler {
+    explicit RequestSide(Session& s) : s_(s) {}
+    Next on_head(http::MessageHead& head) override { return s_.on_request_head(head); }
+    bool on_body(const char* p, std::size_t n) override { return s_.on_request_body(p, n); }
+    void on_chunk(std::uint64_t size) override { s_.on_request_chunk(size); }
+    void on_chunk_end() override { s_.to_upstream_.append_copy("\r\n"); }
+    Session& s_;
+  };
+  struct ResponseSide final : http::ParserHandler {
+    explicit ResponseSide(Session& s) : s_(s) {}
+    Next on_head(http::MessageHead& head) override { return s_.on_response_head(head); }
+    bool on_body(const char* p, std::size_t n) override { return s_.on_response_body(p, n); }
+    void on_chunk(std::uint64_t size) override { s_.on_response_chunk(size); }
+    void on_chunk_end() override {
+      if (s_.resp_chunked_out_) s_.to_client_.append_copy("\r\n");
+    }
+    Session& s_;
+  };
+
+  ~Session();
+
+  // client transport
+  void on_read(Block* block, std::size_t n) override;
+  void on_eof() override;
+  void on_error(int uv_status) override;
+  void on_write_done(int status) override;
+  void on_closed() override;
+  // upstream
+  void on_upstream_connected(UpstreamConn& conn) override;
+  void on_upstream_failed(UpstreamConn& conn, ConnectFailure why) override;
+  void on_upstream_read(Block* block, std::size_t n) override;
+  void on_upstream_eof() override;
+  void on_upstream_error(int uv_status) override;
+  void on_upstream_write_done() override;
+  void on_upstream_timeout() override;
+
+  // request side
+  bool can_parse() const noexcept;
+  void pump();
+  void on_request_error();
+  http::ParserHandler::Next on_request_head(http::MessageHead& head);
+  void build_upstream_head(const http::MessageHead& head, std::string_view path,
+                           std::string_view host);
+  bool on_request_body(const char* p, std::size_t n);
+  void on_request_chunk(std::uint64_t size);
+  void on_request_complete();
+  void after_head();
+  void connect_upstream();
+  void start_forwarding(UpstreamConn& conn);
+  void retry_or_fail(int status);
+  // response side
+  http::ParserHandler::Next on_response_head(http::MessageHead& head);
+  void build_client_head(const http::MessageHead& head);
+  bool on_response_body(const char* p, std::size_t n);
+  void on_response_chunk(std::uint64_t size);
+  void on_response_complete(bool upstream_clean);
+  void upstream_broken(bool may_retry);
+
+  void flush_upstream();
+  void flush_client();
+  void update_client_reading();
+  void respond_local(int status, CloseReason reason, bool may_keep_alive = false);
+  void end_exchange();
+  void release_upstream(bool reusable);
+  void start_finishing(CloseReason reason);
+  void linger();
+  void finish(CloseReason reason);
+  void arm_timer(std::uint64_t ms);
+  void log_access();
+  static void on_timer(uv_timer_t* t) noexcept;
+  static void on_timer_closed(uv_handle_t* h) noexcept;
+
+  Worker& w_;
+  const config::Config& cfg_;
+  std::uint64_t id_;
+  net::TcpTransport client_;
+  uv_timer_t timer_{};
+  RequestSide req_side_{*this};
+  ResponseSide resp_side_{*this};
+  http::Parser req_parser_;
+  http::Parser resp_parser_;
+  net::OutBatch to_upstream_;
+  net::OutBatch to_client_;
+
+  // Unparsed client bytes (after a pause), held by reference.
+  BlockRef in_block_;
+  std::size_t in_off_ = 0;
+  std::size_t in_len_ = 0;
+  Block* cur_block_ = nullptr;       // the request block being parsed (zero-copy body slices)
+  Block* cur_resp_block_ = nullptr;  // the response block being parsed
+
+  // the exchange in progress
+  const config::Route* route_ = nullptr;
+  UpstreamPool* pool_ = nullptr;
+  UpstreamConn* up_ = nullptr;
+  ServerState* server_ = nullptr;
+  std::string up_head_;      // request head as sent upstream (kept for a retry)
+  std::string resp_head_;    // response head as sent to the client
+  std::string path_;         // for the access log
+  std::uint64_t req_body_bytes_ = 0;
+  std::uint64_t resp_bytes_ = 0;
+  std::uint64_t started_ns_ = 0;
+  std::uint64_t requests_ = 0;   // exchanges completed on this connection
+  std::uint8_t method_ = 0;
+  std::uint16_t status_ = 0;
+  std::uint16_t local_status_ = 0;  // set by on_request_head: answer locally instead
+  bool req_chunked_ = false;
+  bool req_has_body_ = false;
+  bool req_done_ = false;
+  bool body_forwarded_ = false;  // a body byte went upstream: no retry
+  bool expect_continue_ = false;
+  bool retried_ = false;
+  bool reused_conn_ = false;
+  bool resp_started_ = false;    // response head sent to the client
+  bool resp_chunked_out_ = false;
+  bool resp_close_delimited_ = false;
+  bool resp_done_ = false;
+  bool client_keep_alive_ = false;
+  bool client_http10_ = false;
+  bool upstream_paused_ = false;
+  bool body_too_large_ = false;
+  bool interim_ = false;         // the response being parsed is a 1xx
+  bool pumping_ = false;
+  bool lingering_ = false;
+  bool logged_ = false;
+
+  Phase phase_ = Phase::Idle;
+  CloseReason reason_ = CloseReason::None;
+  bool draining_ = false;
+  std::uint8_t pending_closes_ = 0;
+  std::uint32_t client_hash_ = 0;
+  char client_ip_[64] = {};
+};
+
+}  // namespace sluice::proxy

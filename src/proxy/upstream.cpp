@@ -1,0 +1,303 @@
+// UpstreamPool and UpstreamConn: see upstream.hpp.
+#include "proxy/upstream.hpp"
+
+#include "core/log.hpp"
+
+namespace sluice::proxy {
+
+namespace {
+// Rendezvous hashing: a client keeps its server while that server stays
+// healthy, and only the clients of a server that goes away move.
+std::uint32_t mix(std::uint32_t a, std::uint32_t b) noexcept {
+  std::uint64_t x = (static_cast<std::uint64_t>(a) << 32) | b;
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdULL;
+  x ^= x >> 33;
+  x *= 0xc4ceb9fe1a85ec53ULL;
+  x ^= x >> 33;
+  return static_cast<std::uint32_t>(x);
+}
+}  // namespace
+
+// ---- UpstreamPool
+
+UpstreamPool::UpstreamPool(net::IoContext& io, const config::Upstream& conf,
+                           const config::Timeouts& timeouts)
+    : io_(io), conf_(conf), timeouts_(timeouts) {
+  servers_.resize(conf.servers.size());
+  for (std::size_t i = 0; i < servers_.size(); ++i) servers_[i].conf = &conf.servers[i];
+}
+
+UpstreamPool::~UpstreamPool() = default;
+
+ServerState* UpstreamPool::pick(std::uint32_t client_hash, const ServerState* avoid) {
+  const std::uint64_t now = uv_now(io_.loop());
+  auto usable = [&](const ServerState& s) { return s.ejected_until <= now; };
+  std::size_t healthy = 0;
+  for (const ServerState& s : servers_) healthy += usable(s) ? 1 : 0;
+  if (healthy == 0) return nullptr;
+  auto eligible = [&](const ServerState& s) {
+    return usable(s) && (healthy == 1 || &s != avoid);
+  };
+  const std::size_t n = servers_.size();
+  ServerState* best = nullptr;
+  switch (conf_.balance) {
+    case config::Balance::RoundRobin:
+      for (std::size_t i = 0; i < n; ++i) {
+        ServerState& s = servers_[(rr_next_ + i) % n];
+        if (eligible(s)) {
+          rr_next_ = static_cast<std::uint32_t>((&s - servers_.data() + 1) % n);
+          return &s;
+        }
+      }
+      break;
+    case config::Balance::LeastConn:
+      for (std::size_t i = 0; i < n; ++i) {
+        // Start at a rotating index so ties spread instead of piling on server 0.
+        ServerState& s = servers_[(rr_next_ + i) % n];
+        if (eligible(s) && (!best || s.active < best->active)) best = &s;
+      }
+      rr_next_ = static_cast<std::uint32_t>((rr_next_ + 1) % n);
+      return best;
+    case config::Balance::HashClientIp: {
+      std::uint32_t best_score = 0;
+      for (std::size_t i = 0; i < n; ++i) {
+        ServerState& s = servers_[i];
+        if (!eligible(s)) continue;
+        std::uint32_t score = mix(client_hash, static_cast<std::uint32_t>(i));
+        if (!best || score > best_score) {
+          best = &s;
+          best_score = score;
+        }
+      }
+      return best;
+    }
+  }
+  return best;
+}
+
+UpstreamConn* UpstreamPool::acquire(ServerState& server, UpstreamUser& user, bool& reused) {
+  while (UpstreamConn* c = server.idle_head) {
+    c->unlink_idle();
+    c->stop_timer();
+    c->state_ = UpstreamConn::State::Active;
+    c->user_ = &user;
+    ++server.active;
+    reused = true;
+    return c;
+  }
+  reused = false;
+  auto* c = new UpstreamConn(*this, server);
+  ++server.active;
+  if (c->start_connect(user) != 0) {
+    // Could not even start (out of fds, bad address): the conn reports the
+    // failure asynchronously through its timer so the caller's stack unwinds first.
+  }
+  return c;
+}
+
+void UpstreamPool::record_success(ServerState& s) noexcept {
+  s.fails = 0;
+  s.ejected_until = 0;
+}
+
+void UpstreamPool::record_failure(ServerState& s) noexcept {
+  ++s.fails;
+  if (s.fails >= conf_.max_fails) {
+    std::uint64_t now = uv_now(io_.loop());
+    if (s.ejected_until <= now) {
+      SLUICE_LOG(Warn, "msg=\"upstream server ejected\" upstream=%s server=%s fails=%u for_ms=%lld",
+                 conf_.name.c_str(), s.conf->addr.text.c_str(), s.fails,
+                 static_cast<long long>(conf_.fail_timeout.count()));
+    }
+    s.ejected_until = now + static_cast<std::uint64_t>(conf_.fail_timeout.count());
+  }
+}
+
+void UpstreamPool::close_idle() {
+  for (ServerState& s : servers_) {
+    while (UpstreamConn* c = s.idle_head) {
+      c->unlink_idle();
+      c->close();
+    }
+  }
+}
+
+// ---- UpstreamConn
+
+UpstreamConn::UpstreamConn(UpstreamPool& pool, ServerState& server)
+    : pool_(pool), server_(server), transport_(pool.io_, *this) {}
+
+int UpstreamConn::start_connect(UpstreamUser& user) {
+  user_ = &user;
+  state_ = State::Connecting;
+  uv_timer_init(pool_.io_.loop(), &timer_);
+  timer_.data = this;
+  pending_closes_ = 2;
+  int r = transport_.init();
+  if (r == 0) {
+    uv_tcp_nodelay(transport_.tcp(), 1);
+    connect_req_.data = this;
+    r = uv_tcp_connect(&connect_req_, transport_.tcp(),
+                       reinterpret_cast<const sockaddr*>(&server_.conf->addr.storage), on_connect);
+  }
+  if (r != 0) {
+    // Report on the next loop turn (timer 0) rather than re-entering the caller.
+    connect_timed_out_ = false;
+    uv_timer_start(&timer_, on_timer, 0, 0);
+    failed_early_ = true;
+    return r;
+  }
+  uv_timer_start(&timer_, on_timer,
+                 static_cast<std::uint64_t>(pool_.timeouts_.upstream_connect.count()), 0);
+  return 0;
+}
+
+void UpstreamConn::on_connect(uv_connect_t* req, int status) noexcept {
+  auto* self = static_cast<UpstreamConn*>(req->data);
+  if (status == UV_ECANCELED || self->state_ != State::Connecting) return;
+  uv_timer_stop(&self->timer_);
+  UpstreamUser* user = self->user_;
+  if (status != 0) {
+    self->pool_.record_failure(self->server_);
+    SLUICE_LOG(Warn, "msg=\"upstream connect failed\" server=%s error=%s",
+               self->server_.conf->addr.text.c_str(), uv_err_name(status));
+    self->user_ = nullptr;
+    self->close();
+    user->on_upstream_failed(*self, ConnectFailure::Refused);
+    return;
+  }
+  self->pool_.record_success(self->server_);
+  self->state_ = State::Active;
+  user->on_upstream_connected(*self);
+}
+
+void UpstreamConn::on_timer(uv_timer_t* t) noexcept {
+  auto* self = static_cast<UpstreamConn*>(t->data);
+  switch (self->state_) {
+    case State::Connecting: {
+      UpstreamUser* user = self->user_;
+      ConnectFailure why = self->failed_early_ ? ConnectFailure::Refused : ConnectFailure::Timeout;
+      self->pool_.record_failure(self->server_);
+      if (!self->failed_early_) {
+        SLUICE_LOG(Warn, "msg=\"upstream connect timed out\" server=%s",
+                   self->server_.conf->addr.text.c_str());
+      }
+      self->user_ = nullptr;
+      self->close();
+      if (user) user->on_upstream_failed(*self, why);
+      return;
+    }
+    case State::Active:
+      if (self->user_) self->user_->on_upstream_timeout();
+      return;
+    case State::Idle:
+      self->unlink_idle();
+      self->close();
+      return;
+    case State::Closing:
+      return;
+  }
+}
+
+void UpstreamConn::arm_timer(std::uint64_t ms) { uv_timer_start(&timer_, on_timer, ms, 0); }
+
+void UpstreamConn::stop_timer() { uv_timer_stop(&timer_); }
+
+void UpstreamConn::release() {
+  if (state_ != State::Active) return;
+  --server_.active;
+  user_ = nullptr;
+  uv_timer_stop(&timer_);
+  if (pool_.draining_ || server_.idle_count >= pool_.conf_.keepalive ||
+      transport_.write_pending() != 0) {
+    state_ = State::Active;  // close() below moves it to Closing
+    close();
+    return;
+  }
+  state_ = State::Idle;
+  idle_next_ = server_.idle_head;
+  idle_prev_ = nullptr;
+  if (idle_next_) idle_next_->idle_prev_ = this;
+  server_.idle_head = this;
+  ++server_.idle_count;
+  transport_.read_start();  // to see the server close it, or send junk
+  uv_timer_start(&timer_, on_timer, static_cast<std::uint64_t>(pool_.timeouts_.idle.count()), 0);
+}
+
+void UpstreamConn::abandon() {
+  if (state_ == State::Active) --server_.active;
+  user_ = nullptr;
+  close();
+}
+
+void UpstreamConn::unlink_idle() noexcept {
+  if (state_ != State::Idle) return;
+  if (idle_prev_) {
+    idle_prev_->idle_next_ = idle_next_;
+  } else {
+    server_.idle_head = idle_next_;
+  }
+  if (idle_next_) idle_next_->idle_prev_ = idle_prev_;
+  idle_prev_ = idle_next_ = nullptr;
+  --server_.idle_count;
+  state_ = State::Active;  // transitional: caller sets the real state
+}
+
+void UpstreamConn::close() {
+  if (state_ == State::Closing) return;
+  if (state_ == State::Connecting) --server_.active;
+  state_ = State::Closing;
+  user_ = nullptr;
+  uv_timer_stop(&timer_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&timer_), on_timer_closed);
+  transport_.close();
+}
+
+void UpstreamConn::on_timer_closed(uv_handle_t* h) noexcept {
+  auto* self = static_cast<UpstreamConn*>(h->data);
+  if (--self->pending_closes_ == 0) delete self;
+}
+
+void UpstreamConn::on_closed() {
+  if (--pending_closes_ == 0) delete this;
+}
+
+void UpstreamConn::on_read(Block* block, std::size_t n) {
+  if (state_ == State::Idle) {
+    // A parked connection has nothing to say; anything it sends is junk.
+    unlink_idle();
+    close();
+    return;
+  }
+  if (user_) user_->on_upstream_read(block, n);
+}
+
+void UpstreamConn::on_eof() {
+  if (state_ == State::Idle) {
+    unlink_idle();
+    close();
+    return;
+  }
+  if (user_) user_->on_upstream_eof();
+}
+
+void UpstreamConn::on_error(int uv_status) {
+  if (state_ == State::Idle) {
+    unlink_idle();
+    close();
+    return;
+  }
+  if (user_) user_->on_upstream_error(uv_status);
+}
+
+void UpstreamConn::on_write_done(int status) {
+  if (!user_) return;
+  if (status < 0) {
+    user_->on_upstream_error(status);
+  } else {
+    user_->on_upstream_write_done();
+  }
+}
+
+}  // namespace sluice::proxy

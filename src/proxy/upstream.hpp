@@ -1,0 +1,133 @@
+// Upstream connections and per-worker pools.
+//
+// UpstreamConn is one TCP connection to one upstream server. It is either
+// Connecting, Active (bound to exactly one session, which gets its events
+// through UpstreamUser), Idle (parked in its server's keep-alive list, reading
+// only to notice the server closing it), or Closing. It owns its two handles
+// (tcp, timer) and frees itself from the last close callback.
+// ServerState keeps the passive-health facts of one server for one worker;
+// UpstreamPool balances over them. Nothing here is shared between workers.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "config/config.hpp"
+#include "net/transport.hpp"
+
+namespace sluice::proxy {
+
+class UpstreamConn;
+
+enum class ConnectFailure : std::uint8_t { Refused, Timeout };
+
+class UpstreamUser {
+ public:
+  virtual void on_upstream_connected(UpstreamConn& conn) = 0;
+  // The connect failed; the connection is closing itself and is gone after this.
+  virtual void on_upstream_failed(UpstreamConn& conn, ConnectFailure why) = 0;
+  virtual void on_upstream_read(Block* block, std::size_t n) = 0;
+  virtual void on_upstream_eof() = 0;
+  virtual void on_upstream_error(int uv_status) = 0;
+  virtual void on_upstream_write_done() = 0;
+  virtual void on_upstream_timeout() = 0;
+
+ protected:
+  ~UpstreamUser() = default;
+};
+
+struct ServerState {
+  const config::UpstreamServer* conf = nullptr;
+  UpstreamConn* idle_head = nullptr;  // most recently parked first
+  std::uint32_t idle_count = 0;
+  std::uint32_t active = 0;           // connections bound to sessions (least_conn)
+  std::uint32_t fails = 0;            // consecutive connect failures
+  std::uint64_t ejected_until = 0;    // uv_now() milliseconds
+};
+
+class UpstreamPool {
+ public:
+  UpstreamPool(net::IoContext& io, const config::Upstream& conf, const config::Timeouts& timeouts);
+  ~UpstreamPool();
+  UpstreamPool(const UpstreamPool&) = delete;
+  UpstreamPool& operator=(const UpstreamPool&) = delete;
+
+  // A server to use, or nullptr when every server is ejected. `avoid` is
+  // skipped when another healthy server exists (retries go elsewhere).
+  ServerState* pick(std::uint32_t client_hash, const ServerState* avoid);
+  // A connection to `server`: a parked idle one (already connected; `reused`
+  // is set) or a new one that is connecting. Events go to `user`.
+  UpstreamConn* acquire(ServerState& server, UpstreamUser& user, bool& reused);
+
+  void record_success(ServerState& s) noexcept;
+  void record_failure(ServerState& s) noexcept;
+  // Drain: closes every parked connection.
+  void close_idle();
+  // From now on, released connections are closed instead of parked.
+  void start_draining() { draining_ = true; close_idle(); }
+  const config::Upstream& conf() const noexcept { return conf_; }
+
+ private:
+  friend class UpstreamConn;
+  net::IoContext& io_;
+  const config::Upstream& conf_;
+  const config::Timeouts& timeouts_;
+  std::vector<ServerState> servers_;
+  std::uint32_t rr_next_ = 0;
+  bool draining_ = false;
+};
+
+class UpstreamConn final : public net::TransportHandler {
+ public:
+  net::Transport& transport() noexcept { return transport_; }
+  ServerState& server() noexcept { return server_; }
+  // Response timeout (or any deadline the user wants); fires on_upstream_timeout.
+  void arm_timer(std::uint64_t ms);
+  void stop_timer();
+  // The user is done and the connection is clean: park it for reuse (or close
+  // it if the pool is full or draining).
+  void release();
+  // The user is done and the connection is not reusable.
+  void abandon();
+
+ private:
+  friend class UpstreamPool;
+  enum class State : std::uint8_t {
+    Connecting,  // uv_tcp_connect in flight, connect timer armed, user_ set
+    Active,      // bound to user_; timer is the user's
+    Idle,        // in server_'s idle list, user_ null, idle timer armed
+    Closing,     // close() ran; waiting for 2 close callbacks
+  };
+
+  UpstreamConn(UpstreamPool& pool, ServerState& server);
+  ~UpstreamConn() = default;
+  int start_connect(UpstreamUser& user);
+  void close();
+  void unlink_idle() noexcept;
+
+  void on_read(Block* block, std::size_t n) override;
+  void on_eof() override;
+  void on_error(int uv_status) override;
+  void on_write_done(int status) override;
+  void on_closed() override;
+  static void on_connect(uv_connect_t* req, int status) noexcept;
+  static void on_timer(uv_timer_t* t) noexcept;
+  static void on_timer_closed(uv_handle_t* h) noexcept;
+
+  UpstreamPool& pool_;
+  ServerState& server_;
+  net::TcpTransport transport_;
+  uv_timer_t timer_{};
+  uv_connect_t connect_req_{};
+  UpstreamUser* user_ = nullptr;
+  UpstreamConn* idle_prev_ = nullptr;
+  UpstreamConn* idle_next_ = nullptr;
+  State state_ = State::Connecting;
+  std::uint8_t pending_closes_ = 0;
+  bool connect_timed_out_ = false;
+  bool failed_early_ = false;
+};
+
+}  // namespace sluice::proxy

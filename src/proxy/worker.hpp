@@ -1,0 +1,78 @@
+// Worker: one thread, one libuv loop, its own listening sockets, sessions,
+// upstream pools, buffers and access-log buffer. Shares nothing on the data
+// path with other workers; the only cross-thread call is stop() (uv_async).
+#pragma once
+
+#include <uv.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "config/config.hpp"
+#include "core/access_log.hpp"
+#include "net/transport.hpp"
+#include "proxy/router.hpp"
+#include "proxy/upstream.hpp"
+
+namespace sluice::proxy {
+
+class Session;
+
+class Worker {
+ public:
+  // `listen_fds`: one listening socket per configured listener, owned from now on.
+  Worker(unsigned index, unsigned worker_count, std::shared_ptr<const config::Config> config,
+         std::vector<int> listen_fds, int access_fd);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Runs the loop on the calling thread until the drain completes.
+  void run();
+  // Any thread: stop accepting, finish in-flight requests, then return from run().
+  void stop();
+  // After run(): true when the loop closed with no handle left.
+  bool clean() const noexcept { return clean_; }
+
+  // For sessions (worker thread only).
+  net::IoContext& io() noexcept { return io_; }
+  const config::Config& config() const noexcept { return *config_; }
+  const Router& router() const noexcept { return router_; }
+  UpstreamPool& pool(std::size_t i) noexcept { return *pools_[i]; }
+  AccessLog& access_log() noexcept { return access_log_; }
+  void add(Session* s) noexcept;
+  void remove(Session* s) noexcept;
+
+ private:
+  static void on_connection(uv_stream_t* server, int status) noexcept;
+  static void on_async(uv_async_t* a) noexcept;
+  static void on_drain_timeout(uv_timer_t* t) noexcept;
+  static void on_flush(uv_timer_t* t) noexcept;
+  void begin_drain();
+  void maybe_done();
+
+  unsigned index_;
+  uv_loop_t loop_{};
+  net::IoContext io_;
+  std::shared_ptr<const config::Config> config_;
+  Router router_;
+  std::vector<std::unique_ptr<UpstreamPool>> pools_;
+  std::vector<int> listen_fds_;
+  std::unique_ptr<uv_tcp_t[]> listeners_;
+  uv_async_t stop_async_{};
+  uv_timer_t drain_timer_{};
+  uv_timer_t flush_timer_{};
+  AccessLog access_log_;
+  Session* sessions_ = nullptr;
+  std::size_t session_count_ = 0;
+  std::size_t max_sessions_;
+  std::uint64_t id_step_;
+  std::uint64_t next_id_;
+  bool draining_ = false;
+  bool done_ = false;
+  bool clean_ = false;
+};
+
+}  // namespace sluice::proxy
