@@ -45,8 +45,17 @@ bool normalise_host(std::string_view authority, char* out, std::size_t out_cap,
     std::size_t close = host.find(']');
     if (close == std::string_view::npos) return false;
     std::string_view rest = host.substr(close + 1);
-    if (!rest.empty() && rest.front() != ':') return false;
+    if (!rest.empty()) {
+      if (rest.front() != ':' || rest.size() == 1) return false;
+      for (char c : rest.substr(1)) {
+        if (c < '0' || c > '9') return false;
+      }
+    }
     host = host.substr(0, close + 1);
+    for (char c : host.substr(1, host.size() - 2)) {
+      bool hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+      if (!hex && c != ':' && c != '.') return false;
+    }
   } else {
     std::size_t colon = host.rfind(':');
     if (colon != std::string_view::npos) {
@@ -60,8 +69,9 @@ bool normalise_host(std::string_view authority, char* out, std::size_t out_cap,
   if (host.size() > out_cap) return false;
   for (std::size_t i = 0; i < host.size(); ++i) {
     char c = host[i];
+    const bool literal = host.front() == '[';  // inside brackets ':' is part of the address
     bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '.' || c == '_' || c == '[' || c == ']' || c == ':';
+              c == '-' || c == '.' || c == '_' || (literal && (c == '[' || c == ']' || c == ':'));
     if (!ok) return false;
     out[i] = ascii_lower(c);
   }

@@ -3,6 +3,8 @@
 
 #include "http/headers.hpp"
 
+#include <cstring>
+
 namespace sluice::http {
 
 namespace {
@@ -79,7 +81,7 @@ const llhttp_settings_t Parser::kSettings = [] {
     return self(p)->on_header_value(at, n);
   };
   s.on_header_value_complete = [](llhttp_t* p) {
-    self(p)->last_ = Last::ValueDone;
+    self(p)->on_value_done();
     return 0;
   };
   s.on_headers_complete = [](llhttp_t* p) { return self(p)->on_headers_complete(); };
@@ -106,15 +108,22 @@ void Parser::reset() {
   started_ = head_done_ = message_done_ = in_trailers_ = false;
   trailer_bytes_ = 0;
   last_errno_ = HPE_OK;
+  internal_pause_ = false;
+  upgraded_ = false;
+  head_pending_ = false;
 }
 
 Parser::Result Parser::feed(const char* p, std::size_t n) {
   if (error_ != ParseError::None) return {Status::Error, 0};
-  if (last_errno_ == HPE_PAUSED || last_errno_ == HPE_PAUSED_UPGRADE) return {Status::Paused, 0};
+  if (last_errno_ == HPE_PAUSED || last_errno_ == HPE_PAUSED_UPGRADE || upgraded_) {
+    return {Status::Paused, 0};
+  }
   std::size_t off = 0;
-  while (off < n) {
+  bool again = false;  // after an internal pause llhttp runs once more, even with no bytes left
+  while (off < n || again) {
+    again = false;
     std::size_t len = n - off;
-    if (!head_done_) {
+    if (!head_done_ && len > 0) {
       // Until the head is complete, llhttp never sees more than the head
       // budget: whitespace and long lines count, not only what callbacks see.
       if (head_raw_ >= limits_.header_bytes) {
@@ -125,19 +134,52 @@ Parser::Result Parser::feed(const char* p, std::size_t n) {
       if (len > budget) len = budget;
     }
     bool head_was_done = head_done_;
+    bool in_trailers = in_trailers_;
+    feed_start_ = p + off;
     llhttp_errno_t e = llhttp_execute(&parser_, p + off, len);
     std::size_t used = len;
     if (e != HPE_OK) {
       const char* pos = llhttp_get_error_pos(&parser_);
       used = (pos >= p + off && pos <= p + off + len) ? static_cast<std::size_t>(pos - (p + off)) : 0;
     }
-    if (!head_was_done && !head_done_) head_raw_ += used;
+    if (!head_was_done || in_trailers) {
+      // Every head, and the last chunk before trailers, ends in a pause (see
+      // on_headers_complete, on_chunk_header), so [p+off, p+off+used) holds
+      // head or trailer bytes only: no body byte is ever scanned.
+      if (!head_was_done && !head_done_) head_raw_ += used;
+      if (has_bare_lf(p + off, p + off + used)) {
+        fail(ParseError::Malformed, "bare LF line ending");
+        last_errno_ = HPE_USER;
+        return {Status::Error, off};
+      }
+    }
+    if (used > 0) prev_byte_ = p[off + used - 1];
     off += used;
     last_errno_ = e;
     switch (e) {
       case HPE_OK:
         continue;
       case HPE_PAUSED:
+        if (head_pending_) {
+          head_pending_ = false;
+          const ParserHandler::Next next = handler_.on_head(head_);
+          if (next == ParserHandler::Next::Abort) {
+            fail(ParseError::Rejected, "rejected by handler");
+            return {Status::Error, off};
+          }
+          if (message_done_) return {Status::Paused, off};  // no body: complete already
+          if (next == ParserHandler::Next::Pause) {
+            internal_pause_ = false;
+            return {Status::Paused, off};
+          }
+        }
+        if (internal_pause_) {  // the head was checked; the handler said go on
+          internal_pause_ = false;
+          llhttp_resume(&parser_);
+          last_errno_ = HPE_OK;
+          again = true;
+          continue;
+        }
         return {Status::Paused, off};
       case HPE_PAUSED_UPGRADE:
         message_done_ = true;
@@ -155,6 +197,7 @@ Parser::Result Parser::feed(const char* p, std::size_t n) {
 }
 
 void Parser::resume() noexcept {
+  if (upgraded_) return;  // what follows an upgrade is not HTTP
   if (last_errno_ == HPE_PAUSED) {
     llhttp_resume(&parser_);
   } else if (last_errno_ == HPE_PAUSED_UPGRADE) {
@@ -173,6 +216,29 @@ void Parser::resume() noexcept {
 Parser::Result Parser::finish() {
   if (error_ != ParseError::None) return {Status::Error, 0};
   if (!started_ || message_done_) return {Status::Ok, 0};
+  if (last_errno_ == HPE_PAUSED) return {Status::Paused, 0};  // the caller has not resumed
+  // A resumed pause may still owe callbacks that need no byte (message
+  // complete after a head without body): let llhttp run them first.
+  static const char kNothing[1] = {0};
+  for (int i = 0; i < 4 && !message_done_; ++i) {
+    llhttp_errno_t e = llhttp_execute(&parser_, kNothing, 0);
+    if (e == HPE_PAUSED && internal_pause_) {
+      internal_pause_ = false;
+      llhttp_resume(&parser_);
+      continue;
+    }
+    if (e != HPE_OK) {
+      last_errno_ = e;
+      if (message_done_) return {Status::Paused, 0};
+      if (e != HPE_PAUSED) {
+        error_ = ParseError::Malformed;
+        reason_ = llhttp_get_error_reason(&parser_);
+        return {Status::Error, 0};
+      }
+    }
+    break;
+  }
+  if (message_done_) return {Status::Paused, 0};
   llhttp_errno_t e = llhttp_finish(&parser_);
   if (message_done_) {
     last_errno_ = HPE_PAUSED;
@@ -182,6 +248,21 @@ Parser::Result Parser::finish() {
   error_ = ParseError::Truncated;
   reason_ = "connection closed inside a message";
   return {Status::Error, 0};
+}
+
+// llhttp (8.1, even in strict mode) accepts a lone LF after the request or
+// status line and as the empty line ending the head; RFC 9112 lets a server
+// accept that, but a proxy that does can be desynchronised from the next hop.
+bool Parser::has_bare_lf(const char* from, const char* to) const noexcept {
+  for (const char* q = from; q < to;) {
+    const void* hit = std::memchr(q, '\n', static_cast<std::size_t>(to - q));
+    if (!hit) return false;
+    const char* lf = static_cast<const char*>(hit);
+    const char before = lf > feed_start_ ? lf[-1] : prev_byte_;
+    if (before != '\r') return true;
+    q = lf + 1;
+  }
+  return false;
 }
 
 int Parser::fail(ParseError e, const char* why) noexcept {
@@ -250,7 +331,10 @@ int Parser::on_header_field(const char* p, std::size_t n) noexcept {
 int Parser::on_header_value(const char* p, std::size_t n) noexcept {
   // A value that does not follow a name continues the previous line: obs-fold,
   // which RFC 9112 lets a proxy refuse and which smuggling attacks rely on.
-  if (last_ == Last::ValueDone || last_ == Last::None) {
+  // llhttp reports a folded continuation as one more span of the same value,
+  // so the tell is the byte before the span: a value never contains LF.
+  const char before = p > feed_start_ ? p[-1] : prev_byte_;
+  if (last_ == Last::ValueDone || last_ == Last::None || (last_ == Last::Value && before == '\n')) {
     return fail(ParseError::Malformed, "obsolete line folding");
   }
   for (std::size_t i = 0; i < n; ++i) {
@@ -273,6 +357,19 @@ int Parser::on_header_value(const char* p, std::size_t n) noexcept {
   return 0;
 }
 
+void Parser::on_value_done() noexcept {
+  // llhttp leaves trailing whitespace in the value; it is not part of it (RFC 9110 5.5).
+  if (last_ == Last::Value && !in_trailers_ && !head_.headers_.empty()) {
+    MessageHead::HeaderRef& h = head_.headers_.back();
+    while (h.value_len > 0) {
+      char c = head_.buf_[h.value_off + h.value_len - 1];
+      if (c != ' ' && c != '\t') break;
+      --h.value_len;
+    }
+  }
+  last_ = Last::ValueDone;
+}
+
 int Parser::on_headers_complete() noexcept {
   MessageHead& h = head_;
   h.method = llhttp_get_method(&parser_);
@@ -286,16 +383,18 @@ int Parser::on_headers_complete() noexcept {
   h.upgrade = (parser_.flags & F_UPGRADE) != 0 ||
               (kind_ == Kind::Request && h.method == HTTP_CONNECT);
   if (h.version_major != 1) return fail(ParseError::Malformed, "unsupported HTTP version");
+  for (const MessageHead::HeaderRef& ref : h.headers_) {
+    if (ref.name_len == 0) return fail(ParseError::Malformed, "empty header name");
+  }
   head_done_ = true;
   last_ = Last::None;
-  switch (handler_.on_head(h)) {
-    case ParserHandler::Next::Continue: return 0;
-    case ParserHandler::Next::Pause: return HPE_PAUSED;
-    case ParserHandler::Next::SkipBody: return 1;
-    case ParserHandler::Next::Abort: break;
-  }
-  fail(ParseError::Rejected, "rejected by handler");
-  return -1;
+  // The handler gets the head from feed(), once feed() knows where the head
+  // ends and has checked its line endings. Without a body the message
+  // completes right here and its pause marks that end; otherwise pause now.
+  head_pending_ = true;
+  if (handler_.skip_body(h)) return 1;
+  internal_pause_ = true;
+  return HPE_PAUSED;
 }
 
 int Parser::on_body(const char* p, std::size_t n) noexcept {
@@ -305,11 +404,15 @@ int Parser::on_body(const char* p, std::size_t n) noexcept {
 
 int Parser::on_chunk_header() noexcept {
   std::uint64_t size = parser_.content_length;
+  handler_.on_chunk(size);
   if (size == 0) {
+    // Pause so that feed() knows where the trailer section starts and can
+    // check its line endings like a head's.
     in_trailers_ = true;
     last_ = Last::None;
+    internal_pause_ = true;
+    return HPE_PAUSED;
   }
-  handler_.on_chunk(size);
   return 0;
 }
 
@@ -320,6 +423,7 @@ int Parser::on_chunk_complete() noexcept {
 
 int Parser::on_message_complete() noexcept {
   message_done_ = true;
+  if (parser_.upgrade) upgraded_ = true;
   return HPE_PAUSED;
 }
 

@@ -71,10 +71,14 @@ class ParserHandler {
   enum class Next : std::uint8_t {
     Continue,  // go on parsing the body
     Pause,     // stop right after the head; feed() returns Paused
-    SkipBody,  // (responses to HEAD) the message has no body
+    SkipBody,  // same as Continue; kept for callers that say it (use skip_body())
     Abort,     // stop with ParseError::Rejected
   };
+  // Called once the head's bytes are all checked, so never for a malformed head.
   virtual Next on_head(MessageHead& head) = 0;
+  // Asked while the head completes, before on_head: true when the message has
+  // no body whatever its headers say (a response to HEAD). Decide only here.
+  virtual bool skip_body(const MessageHead& head) { (void)head; return false; }
   // A span of body bytes (de-chunked), inside the buffer given to feed().
   // Returning false stops parsing with ParseError::Rejected.
   virtual bool on_body(const char* p, std::size_t n) = 0;
@@ -123,6 +127,9 @@ class Parser {
   void reset();
 
   bool message_complete() const noexcept { return message_done_; }
+  // The last message was an upgrade (or CONNECT): the bytes after it belong
+  // to another protocol; feed() takes none of them.
+  bool upgraded() const noexcept { return upgraded_; }
   bool in_message() const noexcept { return started_ && !message_done_; }
   bool head_complete() const noexcept { return head_done_; }
   ParseError error() const noexcept { return error_; }
@@ -147,6 +154,8 @@ class Parser {
   int on_chunk_complete() noexcept;
   int on_message_complete() noexcept;
   int fail(ParseError e, const char* why) noexcept;
+  void on_value_done() noexcept;
+  bool has_bare_lf(const char* from, const char* to) const noexcept;
   bool append(std::uint32_t& len, const char* p, std::size_t n, std::size_t cap) noexcept;
 
   static const llhttp_settings_t kSettings;
@@ -159,6 +168,11 @@ class Parser {
   std::size_t head_raw_ = 0;  // raw bytes fed since the message began, until its head is done
   std::size_t trailer_bytes_ = 0;
   llhttp_errno_t last_errno_ = HPE_OK;
+  const char* feed_start_ = nullptr;  // start of the span llhttp is executing
+  char prev_byte_ = 0;                // last byte of the previous span
+  bool internal_pause_ = false;       // paused at a head only to check it
+  bool upgraded_ = false;             // an upgrade message completed: no more HTTP
+  bool head_pending_ = false;         // head parsed, not yet checked and handed to on_head
   ParseError error_ = ParseError::None;
   const char* reason_ = "";
   Last last_ = Last::None;

@@ -32,9 +32,6 @@ class OutBatch {
   void append_copy(std::string_view bytes);
   // Takes a reference on `block`; [p, p+n) must lie inside block->data.
   void append_block(Block* block, const char* p, std::size_t n);
-  // Room to format into directly; commit() appends what was written.
-  std::string& scratch() noexcept { return owned_; }
-
   std::size_t bytes() const noexcept { return bytes_; }
   bool empty() const noexcept { return bytes_ == 0; }
   void clear() noexcept;
@@ -83,7 +80,9 @@ class TransportHandler {
   virtual void on_read(Block* block, std::size_t n) = 0;
   virtual void on_eof() = 0;
   virtual void on_error(int uv_status) = 0;
-  // A write completed (status < 0: it failed; never called once closing).
+  // A queued write completed (status < 0: it failed; never called once
+  // closing). Writes that complete at once, inside write(), report nothing:
+  // check write_pending() after write() instead.
   virtual void on_write_done(int status) = 0;
   // The transport's handle is closed: the last call this transport makes.
   virtual void on_closed() = 0;

@@ -253,7 +253,13 @@ bool Session::can_parse() const noexcept {
 
 void Session::update_client_reading() {
   if (phase_ == Phase::Closing) return;
-  bool want = phase_ == Phase::Finishing || (in_len_ == 0 && can_parse());
+  // Reading stays on while nothing is held, even when no request could be
+  // parsed now: toggling it would cost two epoll_ctl calls per request, and
+  // a client that goes away while its response is pending is noticed at once.
+  // What arrives meanwhile is kept (in_block_) and reads stop until it is parsed.
+  const bool upstream_full = phase_ == Phase::Proxying && up_ &&
+                             up_->transport().write_pending() >= kHighWater;
+  bool want = phase_ == Phase::Finishing || (in_len_ == 0 && !upstream_full);
   if (want) {
     client_.read_start();
   } else {
@@ -322,8 +328,10 @@ http::ParserHandler::Next Session::on_request_head(http::MessageHead& head) {
 
   if (head.upgrade) {
     // The hand-off point for protocol upgrades. Until frame-aware WebSocket
-    // relaying exists, nothing is tunnelled blindly.
+    // relaying exists, nothing is tunnelled blindly. What follows an upgrade
+    // request is not HTTP, so the connection ends with the answer.
     local_status_ = 501;
+    client_keep_alive_ = false;
     return next;
   }
   std::size_t hosts = head.count("host");
@@ -384,8 +392,8 @@ void Session::build_upstream_head(const http::MessageHead& head, std::string_vie
   if (path.empty() || (path.front() != '/' && path != "*")) out += '/';
   out += path;
   out += " HTTP/1.1\r\n";
-  std::string_view xff_prev, via_prev, host_header;
-  bool xff_many = false;
+  std::string_view via_prev, host_header;
+  bool has_xff = false;
   for (std::size_t i = 0; i < head.header_count(); ++i) {
     std::string_view n = head.name(i), v = head.value(i);
     if (http::is_hop_by_hop(n) || named.has(n)) continue;
@@ -394,13 +402,7 @@ void Session::build_upstream_head(const http::MessageHead& head, std::string_vie
       continue;
     }
     if (http::iequals(n, "x-forwarded-for")) {
-      if (!xff_prev.empty()) xff_many = true;
-      if (!xff_many) xff_prev = v;
-      if (xff_many) {  // several fields: join them in order, as one list
-        out += "X-Forwarded-For: ";
-        out += v;
-        out += "\r\n";
-      }
+      has_xff = true;  // joined below, in order, into one field
       continue;
     }
     if (http::iequals(n, "via")) {
@@ -420,9 +422,14 @@ void Session::build_upstream_head(const http::MessageHead& head, std::string_vie
   }
   // X-Forwarded-For: the client's list, then the address this gateway saw.
   out += "X-Forwarded-For: ";
-  if (!xff_prev.empty() && !xff_many) {
-    out += xff_prev;
-    out += ", ";
+  if (has_xff) {
+    for (std::size_t i = 0; i < head.header_count(); ++i) {
+      if (!http::iequals(head.name(i), "x-forwarded-for")) continue;
+      std::string_view v = http::trim_ows(head.value(i));
+      if (v.empty()) continue;
+      out += v;
+      out += ", ";
+    }
   }
   out += client_ip_;
   out += "\r\nX-Forwarded-Proto: http\r\n";
@@ -463,6 +470,11 @@ void Session::on_request_complete() {
 }
 
 void Session::after_head() {
+  if (local_status_ == 0 && !pool_) {
+    // The parser paused without a new head (bytes after an upgrade request).
+    local_status_ = 400;
+    client_keep_alive_ = false;
+  }
   if (local_status_ != 0) {
     respond_local(local_status_, local_status_ >= 500 ? CloseReason::UpstreamFailed
                                                       : CloseReason::BadRequest,
@@ -543,7 +555,10 @@ void Session::retry_or_fail(int status) {
 
 void Session::flush_upstream() {
   if (!up_ || to_upstream_.empty()) return;
-  if (up_->transport().write(to_upstream_) < 0) to_upstream_.clear();
+  if (up_->transport().write(to_upstream_) < 0) {
+    to_upstream_.clear();
+    upstream_broken(true);  // the connection cannot take writes: it is dead
+  }
 }
 
 // ---- response side
@@ -602,11 +617,17 @@ http::ParserHandler::Next Session::on_response_head(http::MessageHead& head) {
     }
     return Next::Continue;
   }
+  if (!head.chunked && head.find("transfer-encoding")) {
+    // A body framed by a coding we would have to guess the end of: refuse it
+    // like the same shape in a request (RFC 9112 6.3 allows reading to EOF,
+    // but a desync is worse than a 502).
+    return Next::Abort;
+  }
   up_->stop_timer();
   status_ = head.status;
   build_client_head(head);
   resp_started_ = true;
-  return method_ == HTTP_HEAD ? Next::SkipBody : Next::Continue;
+  return Next::Continue;  // a HEAD response has no body: skip_body() said so
 }
 
 void Session::build_client_head(const http::MessageHead& head) {
@@ -726,7 +747,7 @@ void Session::on_upstream_timeout() {
 void Session::flush_client() {
   if (to_client_.empty() || phase_ == Phase::Closing) return;
   if (client_.write(to_client_) < 0) {
-    to_client_.clear();
+    finish(CloseReason::ClientClosed);
     return;
   }
   if (up_ && !upstream_paused_ && client_.write_pending() > kHighWater) {

@@ -74,6 +74,7 @@ class Session final : public net::TransportHandler, public UpstreamUser {
   struct ResponseSide final : http::ParserHandler {
     explicit ResponseSide(Session& s) : s_(s) {}
     Next on_head(http::MessageHead& head) override { return s_.on_response_head(head); }
+    bool skip_body(const http::MessageHead&) override { return s_.method_ == HTTP_HEAD; }
     bool on_body(const char* p, std::size_t n) override { return s_.on_response_body(p, n); }
     void on_chunk(std::uint64_t size) override { s_.on_response_chunk(size); }
     void on_chunk_end() override {

@@ -1,0 +1,137 @@
+"""Header rules and refused upgrades.
+
+Proves: hop-by-hop headers (Connection and the headers it names,
+Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade) never reach the
+upstream, while Proxy-Authorization and end-to-end headers (repeated ones
+included, in order) do; X-Forwarded-For is appended to (", 127.0.0.1"),
+X-Forwarded-Proto is http, X-Forwarded-Host is the client's Host, Via gains
+"1.1 sluice", Host is kept; hop-by-hop headers of the upstream's response do
+not reach the client; Upgrade requests (websocket, h2c) are 501 and never
+forwarded.
+"""
+
+import os
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (SluiceTestCase, send_response, upstream)  # noqa: E402
+
+HOP_BY_HOP = ("keep-alive", "proxy-connection", "te", "trailer", "upgrade")
+
+
+class RequestHeaders(SluiceTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.app = self.backend("app")
+        self.s = self.sluice([upstream("app", [self.app])])
+
+    def forward(self, headers, host="localhost", target="/h"):
+        c = self.client(self.s.port)
+        resp = c.roundtrip(target=target, headers=headers, host=host)
+        self.assertEqual(resp.status, 200, resp)
+        return self.app.wait_requests(self.app.request_count)[-1]
+
+    def test_hop_by_hop_headers_are_removed(self):
+        req = self.forward([
+            ("Connection", "keep-alive, X-Hop-Named, x-other-named"),
+            ("X-Hop-Named", "secret"),
+            ("X-Other-Named", "secret2"),
+            ("Keep-Alive", "timeout=5"),
+            ("Proxy-Connection", "keep-alive"),
+            ("TE", "trailers"),
+            ("Trailer", "X-Checksum"),
+            ("Proxy-Authorization", "Basic dXNlcjpwYXNz"),
+            ("X-End-To-End", "kept"),
+        ])
+        names = req.headers.names()
+        for name in HOP_BY_HOP + ("x-hop-named", "x-other-named"):
+            self.assertNotIn(name, names, "%s reached the upstream: %r" % (name, req.headers))
+        for token in req.headers.tokens("connection"):
+            self.assertIn(token, ("keep-alive", "close"),
+                          "client's Connection tokens forwarded: %r" % req.headers)
+        self.assertEqual(req.header("proxy-authorization"), "Basic dXNlcjpwYXNz")
+        self.assertEqual(req.header("x-end-to-end"), "kept")
+
+    def test_end_to_end_headers_kept_in_order(self):
+        req = self.forward([("X-Multi", "one"), ("Cookie", "a=1"), ("X-Multi", "two"),
+                            ("Authorization", "Bearer T0k3n"), ("X-Case", "MiXeD value")])
+        self.assertEqual(req.headers.get_all("x-multi"), ["one", "two"])
+        self.assertEqual(req.header("cookie"), "a=1")
+        self.assertEqual(req.header("authorization"), "Bearer T0k3n")
+        self.assertEqual(req.header("x-case"), "MiXeD value")
+
+    def test_forwarding_headers_are_set(self):
+        req = self.forward([], host="shop.example.com:8080")
+        self.assertEqual(req.header("x-forwarded-for"), "127.0.0.1")
+        self.assertEqual(req.header("x-forwarded-proto"), "http")
+        self.assertEqual(req.header("x-forwarded-host"), "shop.example.com:8080")
+        self.assertEqual(req.header("host"), "shop.example.com:8080")
+        self.assertIn("1.1 sluice", [v.strip() for v in req.header("via", "").split(",")])
+
+    def test_existing_forwarded_for_and_via_are_appended_to(self):
+        req = self.forward([("X-Forwarded-For", "10.0.0.1"), ("Via", "1.0 fred")])
+        self.assertEqual(req.header("x-forwarded-for"), "10.0.0.1, 127.0.0.1")
+        self.assertEqual([v.strip() for v in req.header("via").split(",")],
+                         ["1.0 fred", "1.1 sluice"])
+
+    def test_repeated_forwarded_for_lines_are_kept_in_order(self):
+        req = self.forward([("X-Forwarded-For", "10.0.0.1"), ("X-Forwarded-For", "10.0.0.2")])
+        chain = [v.strip() for v in req.header("x-forwarded-for").split(",")]
+        self.assertEqual(chain, ["10.0.0.1", "10.0.0.2", "127.0.0.1"])
+
+    def test_client_cannot_spoof_proto_or_host(self):
+        req = self.forward([("X-Forwarded-Proto", "https"), ("X-Forwarded-Host", "evil.test")],
+                           host="real.example")
+        self.assertEqual(req.headers.get_all("x-forwarded-proto"), ["http"])
+        self.assertEqual(req.headers.get_all("x-forwarded-host"), ["real.example"])
+
+
+class ResponseHeaders(SluiceTestCase):
+
+    def test_upstream_hop_by_hop_headers_do_not_reach_the_client(self):
+        def handler(backend, conn, req):
+            send_response(conn, 200, b"body", [("Connection", "X-Up-Hop"), ("X-Up-Hop", "1"),
+                                               ("Keep-Alive", "timeout=5"),
+                                               ("Proxy-Connection", "keep-alive"),
+                                               ("X-Up-End", "kept")])
+        app = self.backend("app", handler)
+        s = self.sluice([upstream("app", [app])])
+        resp = self.get(s.port, "/r")
+        self.assertEqual((resp.status, resp.body), (200, b"body"))
+        names = resp.headers.names()
+        for name in ("x-up-hop", "keep-alive", "proxy-connection"):
+            self.assertNotIn(name, names, "%s reached the client: %r" % (name, resp.headers))
+        self.assertNotIn("x-up-hop", resp.headers.tokens("connection"))
+        self.assertEqual(resp.header("x-up-end"), "kept")
+
+
+class Upgrades(SluiceTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.app = self.backend("app")
+        self.s = self.sluice([upstream("app", [self.app])])
+
+    def refused(self, target, headers):
+        c = self.client(self.s.port)
+        resp = c.roundtrip(target=target, headers=headers)
+        self.assertErrorResponse(resp, 501)
+        self.assertConnectionConsistent(c, resp, "/after")
+        self.assertNotIn(target, [h.target for h in self.app.heads],
+                         "upgrade request forwarded")
+        self.assertNotIn(b"upgrade:", self.app.raw_bytes().lower())
+
+    def test_websocket_upgrade_is_501(self):
+        self.refused("/chat", [("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                               ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+                               ("Sec-WebSocket-Version", "13")])
+
+    def test_h2c_upgrade_is_501(self):
+        self.refused("/h2c", [("Upgrade", "h2c"), ("Connection", "Upgrade, HTTP2-Settings"),
+                              ("HTTP2-Settings", "AAMAAABkAAQCAAAAAAIAAAAA")])
+
+
+if __name__ == "__main__":
+    unittest.main()
