@@ -4,7 +4,9 @@
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
-CMAKE_GEN  := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
+# The generator is chosen when a build folder is first configured (after the
+# dependencies are installed), and never changed for an existing folder.
+CONFIGURE = cmake -S . -B $(1) $$(command -v ninja >/dev/null 2>&1 && echo "-G Ninja") $(2) >/dev/null
 
 .PHONY: all deps test-deps build run test test-asan bench clean
 
@@ -16,10 +18,8 @@ deps:
 test-deps:
 	@sh scripts/install-deps.sh --test
 
-$(BUILD)/build.ninja $(BUILD)/Makefile:
-	@cmake -S . -B $(BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Release >/dev/null
-
-build: deps $(BUILD)/build.ninja
+build: deps
+	@test -f $(BUILD)/CMakeCache.txt || $(call CONFIGURE,$(BUILD),-DCMAKE_BUILD_TYPE=Release)
 	@cmake --build $(BUILD) -j $(JOBS)
 
 # Runs the gateway on conf/sluice.toml in the foreground, with the demo
@@ -32,7 +32,7 @@ test: test-deps build
 
 # The whole suite once more under AddressSanitizer + UndefinedBehaviorSanitizer.
 test-asan: test-deps
-	@cmake -S . -B $(ASAN_BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Debug -DSLUICE_SANITIZE=ON >/dev/null
+	@test -f $(ASAN_BUILD)/CMakeCache.txt || $(call CONFIGURE,$(ASAN_BUILD),-DCMAKE_BUILD_TYPE=Debug -DSLUICE_SANITIZE=ON)
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS)
