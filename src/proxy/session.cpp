@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "core/log.hpp"
+#include "http/forward.hpp"
 #include "http/headers.hpp"
 #include "http/responses.hpp"
 #include "proxy/worker.hpp"
@@ -17,8 +18,6 @@ namespace sluice::proxy {
 
 namespace {
 
-constexpr std::size_t kHighWater = 256 * 1024;  // pending writes that stop the other side's reads
-constexpr std::size_t kLowWater = 64 * 1024;    // ... and that resume them
 constexpr std::uint64_t kLingerMs = 2'000;      // discard input this long after our FIN
 
 http::HeadLimits request_limits(const config::Limits& l) {
@@ -30,46 +29,13 @@ http::HeadLimits response_limits(const config::Limits& l) {
   return {bytes, l.header_count < 1'000 ? 1'000 : l.header_count, bytes};
 }
 
-bool is_idempotent(std::uint8_t method) noexcept {
-  switch (method) {
-    case HTTP_GET: case HTTP_HEAD: case HTTP_OPTIONS: case HTTP_PUT: case HTTP_DELETE:
-    case HTTP_TRACE:
-      return true;
-    default:
-      return false;
-  }
-}
+}  // namespace
 
-void append_hex(net::OutBatch& out, std::uint64_t n) {
+void Session::append_chunk_size(net::OutBatch& out, std::uint64_t n) {
   char buf[24];
   int len = std::snprintf(buf, sizeof buf, "%" PRIx64 "\r\n", n);
   out.append_copy(std::string_view(buf, static_cast<std::size_t>(len)));
 }
-
-// Names listed in Connection headers: hop-by-hop for this message only.
-struct ConnectionTokens {
-  std::string_view items[16];
-  std::size_t count = 0;
-  bool overflow = false;
-  void collect(const http::MessageHead& head) {
-    for (std::size_t i = 0; i < head.header_count(); ++i) {
-      if (!http::iequals(head.name(i), "connection")) continue;
-      http::for_each_token(head.value(i), [&](std::string_view t) {
-        if (count == 16) { overflow = true; return false; }
-        items[count++] = t;
-        return true;
-      });
-    }
-  }
-  bool has(std::string_view name) const noexcept {
-    for (std::size_t i = 0; i < count; ++i) {
-      if (http::iequals(items[i], name)) return true;
-    }
-    return false;
-  }
-};
-
-}  // namespace
 
 const char* to_string(CloseReason r) noexcept {
   switch (r) {
@@ -377,76 +343,16 @@ http::ParserHandler::Next Session::on_request_head(http::MessageHead& head) {
   if (route_->strip_prefix && path != "*") {
     up_path = path.substr(route_->path_prefix.size());
   }
-  build_upstream_head(head, up_path, std::string_view(host, host_len));
+  http::RequestForward f;
+  f.path = up_path;
+  f.host = std::string_view(host, host_len);
+  f.fallback_host = pool_->conf().servers.front().name;
+  f.client_ip = client_ip_;
+  f.client_http10 = client_http10_;
+  http::write_upstream_head(head, f, up_head_);
   return next;
 }
 
-void Session::build_upstream_head(const http::MessageHead& head, std::string_view path,
-                                  std::string_view host) {
-  ConnectionTokens named;
-  named.collect(head);
-  std::string& out = up_head_;
-  out.clear();
-  out += llhttp_method_name(static_cast<llhttp_method_t>(head.method));
-  out += ' ';
-  if (path.empty() || (path.front() != '/' && path != "*")) out += '/';
-  out += path;
-  out += " HTTP/1.1\r\n";
-  std::string_view via_prev, host_header;
-  bool has_xff = false;
-  for (std::size_t i = 0; i < head.header_count(); ++i) {
-    std::string_view n = head.name(i), v = head.value(i);
-    if (http::is_hop_by_hop(n) || named.has(n)) continue;
-    if (http::iequals(n, "expect") || http::iequals(n, "x-forwarded-proto") ||
-        http::iequals(n, "x-forwarded-host")) {
-      continue;
-    }
-    if (http::iequals(n, "x-forwarded-for")) {
-      has_xff = true;  // joined below, in order, into one field
-      continue;
-    }
-    if (http::iequals(n, "via")) {
-      via_prev = v;
-      continue;
-    }
-    if (http::iequals(n, "host")) host_header = v;
-    out += n;
-    out += ": ";
-    out += v;
-    out += "\r\n";
-  }
-  if (host_header.empty()) {
-    out += "Host: ";
-    out += host.empty() ? std::string_view(pool_->conf().servers.front().name) : host;
-    out += "\r\n";
-  }
-  // X-Forwarded-For: the client's list, then the address this gateway saw.
-  out += "X-Forwarded-For: ";
-  if (has_xff) {
-    for (std::size_t i = 0; i < head.header_count(); ++i) {
-      if (!http::iequals(head.name(i), "x-forwarded-for")) continue;
-      std::string_view v = http::trim_ows(head.value(i));
-      if (v.empty()) continue;
-      out += v;
-      out += ", ";
-    }
-  }
-  out += client_ip_;
-  out += "\r\nX-Forwarded-Proto: http\r\n";
-  if (!host_header.empty() || !host.empty()) {
-    out += "X-Forwarded-Host: ";
-    out += host_header.empty() ? host : host_header;
-    out += "\r\n";
-  }
-  out += "Via: ";
-  if (!via_prev.empty()) {
-    out += via_prev;
-    out += ", ";
-  }
-  out += client_http10_ ? "1.0 sluice\r\n" : "1.1 sluice\r\n";
-  if (req_chunked_) out += "Transfer-Encoding: chunked\r\n";
-  out += "\r\n";
-}
 
 bool Session::on_request_body(const char* p, std::size_t n) {
   req_body_bytes_ += n;
@@ -460,7 +366,7 @@ bool Session::on_request_body(const char* p, std::size_t n) {
 }
 
 void Session::on_request_chunk(std::uint64_t size) {
-  if (size > 0) append_hex(to_upstream_, size);
+  if (size > 0) append_chunk_size(to_upstream_, size);
 }
 
 void Session::on_request_complete() {
@@ -482,278 +388,6 @@ void Session::after_head() {
     return;
   }
   connect_upstream();
-}
-
-void Session::connect_upstream() {
-  phase_ = Phase::Connecting;
-  uv_timer_stop(&timer_);
-  server_ = pool_->pick(client_hash_, retried_ ? server_ : nullptr);
-  if (!server_) {
-    SLUICE_LOG(Warn, "conn=%" PRIu64 " msg=\"no healthy upstream server\" upstream=%s", id_,
-               pool_->conf().name.c_str());
-    respond_local(503, CloseReason::UpstreamFailed, true);
-    return;
-  }
-  bool reused = false;
-  UpstreamConn* conn = pool_->acquire(*server_, *this, reused);
-  up_ = conn;
-  reused_conn_ = reused;
-  if (reused) start_forwarding(*conn);
-}
-
-void Session::on_upstream_connected(UpstreamConn& conn) {
-  if (&conn != up_) return;
-  start_forwarding(conn);
-}
-
-void Session::start_forwarding(UpstreamConn& conn) {
-  phase_ = Phase::Proxying;
-  net::OutBatch head;
-  head.append_copy(up_head_);
-  if (int r = conn.transport().write(head); r < 0) {
-    retry_or_fail(502);
-    return;
-  }
-  if (expect_continue_ && !req_done_) {
-    to_client_.append_copy(http::kContinue100);
-    flush_client();
-  }
-  conn.arm_timer(static_cast<std::uint64_t>(cfg_.timeouts.upstream_response.count()));
-  resp_parser_.reset();
-  conn.transport().read_start();
-  if (!req_done_) {
-    req_parser_.resume();
-    arm_timer(static_cast<std::uint64_t>(cfg_.timeouts.idle.count()));
-  }
-  pump();
-}
-
-void Session::on_upstream_failed(UpstreamConn& conn, ConnectFailure why) {
-  if (&conn != up_) return;
-  up_ = nullptr;  // the connection closes itself
-  retry_or_fail(why == ConnectFailure::Timeout ? 504 : 502);
-}
-
-void Session::retry_or_fail(int status) {
-  if (up_) {
-    up_->abandon();
-    up_ = nullptr;
-  }
-  if (!retried_ && is_idempotent(method_) && !body_forwarded_ && !resp_started_) {
-    retried_ = true;
-    // Bytes already queued for the dead connection died with it.
-    to_upstream_.clear();
-    if (req_parser_.head_complete() && !req_done_) {
-      // The parser was resumed for the body; nothing was forwarded, so the
-      // body has not started: the pending input still holds it.
-    }
-    connect_upstream();
-    return;
-  }
-  respond_local(status, CloseReason::UpstreamFailed, true);
-}
-
-void Session::flush_upstream() {
-  if (!up_ || to_upstream_.empty()) return;
-  if (up_->transport().write(to_upstream_) < 0) {
-    to_upstream_.clear();
-    upstream_broken(true);  // the connection cannot take writes: it is dead
-  }
-}
-
-// ---- response side
-
-void Session::on_upstream_read(Block* block, std::size_t n) {
-  if (phase_ != Phase::Proxying) return;
-  cur_resp_block_ = block;
-  std::size_t off = 0;
-  while (off < n && up_) {
-    http::Parser::Result r = resp_parser_.feed(block->data + off, n - off);
-    off += r.consumed;
-    if (r.status == http::Parser::Status::Error) {
-      SLUICE_LOG(Warn, "conn=%" PRIu64 " msg=\"bad upstream response\" server=%s reason=\"%s\"",
-                 id_, server_->conf->addr.text.c_str(), resp_parser_.reason());
-      flush_client();
-      upstream_broken(false);
-      cur_resp_block_ = nullptr;
-      return;
-    }
-    if (r.status == http::Parser::Status::Paused && resp_parser_.message_complete()) {
-      if (interim_) {
-        interim_ = false;
-        resp_parser_.resume();
-        continue;
-      }
-      flush_client();
-      on_response_complete(off == n);
-      cur_resp_block_ = nullptr;
-      return;
-    }
-  }
-  cur_resp_block_ = nullptr;
-  flush_client();
-  if (phase_ == Phase::Proxying) arm_timer(static_cast<std::uint64_t>(cfg_.timeouts.idle.count()));
-}
-
-http::ParserHandler::Next Session::on_response_head(http::MessageHead& head) {
-  using Next = http::ParserHandler::Next;
-  if (head.status < 200) {
-    if (head.status == 101) return Next::Abort;  // we never asked for an upgrade
-    interim_ = true;
-    // 100 answers an Expect we already answered; other 1xx go to 1.1 clients.
-    if (head.status != 100 && !client_http10_) {
-      char line[64];
-      int len = std::snprintf(line, sizeof line, "HTTP/1.1 %u %s\r\n", head.status,
-                              http::reason_phrase(head.status));
-      to_client_.append_copy(std::string_view(line, static_cast<std::size_t>(len)));
-      for (std::size_t i = 0; i < head.header_count(); ++i) {
-        if (http::is_hop_by_hop(head.name(i))) continue;
-        to_client_.append_copy(head.name(i));
-        to_client_.append_copy(": ");
-        to_client_.append_copy(head.value(i));
-        to_client_.append_copy("\r\n");
-      }
-      to_client_.append_copy("\r\n");
-    }
-    return Next::Continue;
-  }
-  if (!head.chunked && head.find("transfer-encoding")) {
-    // A body framed by a coding we would have to guess the end of: refuse it
-    // like the same shape in a request (RFC 9112 6.3 allows reading to EOF,
-    // but a desync is worse than a 502).
-    return Next::Abort;
-  }
-  up_->stop_timer();
-  status_ = head.status;
-  build_client_head(head);
-  resp_started_ = true;
-  return Next::Continue;  // a HEAD response has no body: skip_body() said so
-}
-
-void Session::build_client_head(const http::MessageHead& head) {
-  const bool no_body = method_ == HTTP_HEAD || head.status == 204 || head.status == 304;
-  resp_chunked_out_ = false;
-  resp_close_delimited_ = false;
-  if (!no_body) {
-    if (head.chunked) {
-      resp_chunked_out_ = !client_http10_;
-      resp_close_delimited_ = client_http10_;  // 1.0 clients get the body de-chunked, then EOF
-    } else if (!head.has_content_length) {
-      resp_close_delimited_ = true;
-    }
-  }
-  client_keep_alive_ = client_keep_alive_ && req_done_ && !resp_close_delimited_ && !draining_;
-
-  ConnectionTokens named;
-  named.collect(head);
-  std::string& out = resp_head_;
-  out.clear();
-  char line[64];
-  int len = std::snprintf(line, sizeof line, "HTTP/1.1 %u ", head.status);
-  out.append(line, static_cast<std::size_t>(len));
-  out += head.reason().empty() ? std::string_view(http::reason_phrase(head.status)) : head.reason();
-  out += "\r\n";
-  for (std::size_t i = 0; i < head.header_count(); ++i) {
-    std::string_view n = head.name(i);
-    if (http::is_hop_by_hop(n) || named.has(n)) continue;
-    out += n;
-    out += ": ";
-    out += head.value(i);
-    out += "\r\n";
-  }
-  if (resp_chunked_out_) out += "Transfer-Encoding: chunked\r\n";
-  if (!client_keep_alive_) {
-    out += "Connection: close\r\n";
-  } else if (client_http10_) {
-    out += "Connection: keep-alive\r\n";
-  }
-  out += "\r\n";
-  to_client_.append_copy(out);
-}
-
-bool Session::on_response_body(const char* p, std::size_t n) {
-  to_client_.append_block(cur_resp_block_, p, n);
-  resp_bytes_ += n;
-  return true;
-}
-
-void Session::on_response_chunk(std::uint64_t size) {
-  if (resp_chunked_out_ && size > 0) append_hex(to_client_, size);
-}
-
-void Session::on_response_complete(bool upstream_clean) {
-  resp_done_ = true;
-  if (resp_chunked_out_) to_client_.append_copy("0\r\n\r\n");
-  flush_client();
-  const bool reusable = upstream_clean && req_done_ && resp_parser_.head().keep_alive &&
-                        !resp_parser_.needs_eof();
-  release_upstream(reusable);
-  end_exchange();
-}
-
-void Session::on_upstream_eof() {
-  if (resp_started_) {
-    http::Parser::Result r = resp_parser_.finish();
-    if (r.status == http::Parser::Status::Paused && resp_parser_.message_complete()) {
-      // A close-delimited response ends here, complete.
-      release_upstream(false);
-      on_response_complete(false);
-      return;
-    }
-  }
-  upstream_broken(true);
-}
-
-void Session::on_upstream_error(int) { upstream_broken(true); }
-
-// The upstream connection failed after it was connected: before the response
-// head we may retry or answer 502; after it, the client must not be led to
-// believe the response is complete, so its connection is cut.
-void Session::upstream_broken(bool may_retry) {
-  if (!resp_started_) {
-    if (may_retry) {
-      retry_or_fail(502);
-    } else {
-      body_forwarded_ = true;  // never retry a request whose answer was garbage
-      retry_or_fail(502);
-    }
-    return;
-  }
-  SLUICE_LOG(Warn, "conn=%" PRIu64 " msg=\"upstream response truncated\" server=%s", id_,
-             server_ ? server_->conf->addr.text.c_str() : "-");
-  status_ = status_ ? status_ : 502;
-  log_access();
-  finish(CloseReason::UpstreamTruncated);
-}
-
-void Session::on_upstream_write_done() {
-  if (phase_ == Phase::Proxying && !req_done_ && up_ &&
-      up_->transport().write_pending() < kLowWater) {
-    pump();
-  }
-}
-
-void Session::on_upstream_timeout() {
-  SLUICE_LOG(Warn, "conn=%" PRIu64 " msg=\"upstream response timed out\" server=%s", id_,
-             server_ ? server_->conf->addr.text.c_str() : "-");
-  if (resp_started_) {
-    upstream_broken(false);
-    return;
-  }
-  release_upstream(false);
-  respond_local(504, CloseReason::UpstreamFailed, true);
-}
-
-void Session::flush_client() {
-  if (to_client_.empty() || phase_ == Phase::Closing) return;
-  if (client_.write(to_client_) < 0) {
-    finish(CloseReason::ClientClosed);
-    return;
-  }
-  if (up_ && !upstream_paused_ && client_.write_pending() > kHighWater) {
-    upstream_paused_ = true;
-    up_->transport().read_stop();
-  }
 }
 
 // ---- endings

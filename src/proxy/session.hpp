@@ -7,6 +7,7 @@
 // Bodies stream both ways as block slices, never buffered whole; each side's
 // reads stop while the other side's pending writes are over the high-water
 // mark. Every failure path ends in finish(), which is idempotent.
+// session.cpp holds the client side, session_upstream.cpp the upstream side.
 #pragma once
 
 #include <uv.h>
@@ -85,6 +86,10 @@ class Session final : public net::TransportHandler, public UpstreamUser {
 
   ~Session();
 
+  static constexpr std::size_t kHighWater = 256 * 1024;  // pending writes that stop the other side's reads
+  static constexpr std::size_t kLowWater = 64 * 1024;    // ... and that resume them
+  static void append_chunk_size(net::OutBatch& out, std::uint64_t n);
+
   // client transport
   void on_read(Block* block, std::size_t n) override;
   void on_eof() override;
@@ -105,8 +110,6 @@ class Session final : public net::TransportHandler, public UpstreamUser {
   void pump();
   void on_request_error();
   http::ParserHandler::Next on_request_head(http::MessageHead& head);
-  void build_upstream_head(const http::MessageHead& head, std::string_view path,
-                           std::string_view host);
   bool on_request_body(const char* p, std::size_t n);
   void on_request_chunk(std::uint64_t size);
   void on_request_complete();

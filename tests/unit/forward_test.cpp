@@ -1,0 +1,129 @@
+// Head rewriting (http/forward): what crosses the proxy and what does not.
+#include <catch2/catch.hpp>
+
+#include <string>
+
+#include "http/forward.hpp"
+#include "http/parser.hpp"
+
+namespace {
+
+using sluice::http::MessageHead;
+using sluice::http::Parser;
+using sluice::http::ParserHandler;
+
+// Parses one message head and keeps the parser (which owns the head) alive.
+struct Parsed final : ParserHandler {
+  explicit Parsed(const std::string& text, Parser::Kind kind = Parser::Kind::Request)
+      : parser(kind, *this, sluice::http::HeadLimits{}) {
+    Parser::Result r = parser.feed(text.data(), text.size());
+    REQUIRE(r.status == Parser::Status::Paused);
+    REQUIRE(parser.head_complete());
+  }
+  Next on_head(MessageHead&) override { return Next::Pause; }
+  bool on_body(const char*, std::size_t) override { return true; }
+  MessageHead& head() { return parser.head(); }
+  Parser parser;
+};
+
+std::string upstream_head(const std::string& request, std::string_view path, std::string_view host,
+                          bool http10 = false) {
+  Parsed p(request);
+  sluice::http::RequestForward f;
+  f.path = path;
+  f.host = host;
+  f.fallback_host = "10.0.0.9:8000";
+  f.client_ip = "192.0.2.7";
+  f.client_http10 = http10;
+  std::string out = "stale bytes from the last request";
+  sluice::http::write_upstream_head(p.head(), f, out);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("http forward: request head loses hop-by-hop fields and gains forwarding fields",
+          "[http]") {
+  const std::string out = upstream_head(
+      "POST /api/x?q=1 HTTP/1.1\r\n"
+      "Host: Example.COM:8080\r\n"
+      "Connection: keep-alive, X-Secret-Hop\r\n"
+      "X-Secret-Hop: 1\r\n"
+      "Keep-Alive: timeout=5\r\n"
+      "Proxy-Connection: keep-alive\r\n"
+      "TE: trailers\r\n"
+      "Trailer: X-Sum\r\n"
+      "Upgrade: something\r\n"
+      "Proxy-Authorization: Basic Zm9vOmJhcg==\r\n"
+      "X-Forwarded-For: 203.0.113.1\r\n"
+      "X-Forwarded-For: 203.0.113.2\r\n"
+      "X-Forwarded-Proto: https\r\n"
+      "X-Forwarded-Host: spoofed.example\r\n"
+      "Via: 1.1 edge\r\n"
+      "Expect: 100-continue\r\n"
+      "Transfer-Encoding: chunked\r\n"
+      "Accept: */*\r\n"
+      "\r\n",
+      "/x?q=1", "example.com");
+  CHECK(out ==
+        "POST /x?q=1 HTTP/1.1\r\n"
+        "Host: Example.COM:8080\r\n"
+        "Proxy-Authorization: Basic Zm9vOmJhcg==\r\n"
+        "Accept: */*\r\n"
+        "X-Forwarded-For: 203.0.113.1, 203.0.113.2, 192.0.2.7\r\n"
+        "X-Forwarded-Proto: http\r\n"
+        "X-Forwarded-Host: Example.COM:8080\r\n"
+        "Via: 1.1 edge, 1.1 sluice\r\n"
+        "Transfer-Encoding: chunked\r\n"
+        "\r\n");
+}
+
+TEST_CASE("http forward: HTTP/1.0 request without Host gets one, and Via says 1.0", "[http]") {
+  const std::string out = upstream_head("GET / HTTP/1.0\r\nAccept: */*\r\n\r\n", "/", "", true);
+  CHECK(out ==
+        "GET / HTTP/1.1\r\n"
+        "Accept: */*\r\n"
+        "Host: 10.0.0.9:8000\r\n"
+        "X-Forwarded-For: 192.0.2.7\r\n"
+        "X-Forwarded-Proto: http\r\n"
+        "Via: 1.0 sluice\r\n"
+        "\r\n");
+}
+
+TEST_CASE("http forward: a stripped prefix that leaves no slash still sends an origin-form target",
+          "[http]") {
+  const std::string out =
+      upstream_head("GET /api?x=1 HTTP/1.1\r\nHost: a\r\n\r\n", "?x=1", "a");
+  CHECK(out.rfind("GET /?x=1 HTTP/1.1\r\n", 0) == 0);
+}
+
+TEST_CASE("http forward: response head keeps end-to-end fields and states the chosen framing",
+          "[http]") {
+  Parsed p(
+      "HTTP/1.1 200 Fine\r\n"
+      "Connection: X-Hop\r\n"
+      "X-Hop: 1\r\n"
+      "Keep-Alive: timeout=5\r\n"
+      "Transfer-Encoding: chunked\r\n"
+      "Set-Cookie: a=1\r\n"
+      "Set-Cookie: b=2\r\n"
+      "\r\n",
+      Parser::Kind::Response);
+  std::string out;
+  SECTION("chunked to a keep-alive HTTP/1.1 client") {
+    sluice::http::write_client_head(p.head(), {true, true, false}, out);
+    CHECK(out ==
+          "HTTP/1.1 200 Fine\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n"
+          "Transfer-Encoding: chunked\r\n\r\n");
+  }
+  SECTION("de-chunked to a closing client") {
+    sluice::http::write_client_head(p.head(), {false, false, false}, out);
+    CHECK(out ==
+          "HTTP/1.1 200 Fine\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nConnection: close\r\n\r\n");
+  }
+  SECTION("keep-alive to an HTTP/1.0 client is said explicitly") {
+    sluice::http::write_client_head(p.head(), {false, true, true}, out);
+    CHECK(out.find("Connection: keep-alive\r\n") != std::string::npos);
+    CHECK(out.find("Transfer-Encoding") == std::string::npos);
+  }
+}
