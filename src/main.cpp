@@ -21,6 +21,7 @@
 #include "core/log.hpp"
 #include "http/responses.hpp"
 #include "net/listener.hpp"
+#include "net/tls.hpp"
 #include "proxy/worker.hpp"
 
 namespace {
@@ -145,6 +146,25 @@ int main(int argc, char** argv) {
     return 2;
   }
   auto cfg = std::get<std::shared_ptr<const config::Config>>(loaded);
+  // TLS contexts, one per TLS listener, shared by every worker. Built for
+  // --check too, so that a certificate OpenSSL refuses is caught there.
+  std::vector<std::unique_ptr<net::TlsServerContext>> tls_contexts;
+  std::vector<const net::TlsServerContext*> tls_by_listener;
+  for (std::size_t i = 0; i < cfg->listeners.size(); ++i) {
+    const config::Listener& l = cfg->listeners[i];
+    if (!l.tls) {
+      tls_by_listener.push_back(nullptr);
+      continue;
+    }
+    std::string error;
+    auto ctx = net::TlsServerContext::build(*l.tls, error);
+    if (!ctx) {
+      std::fprintf(stderr, "%s: listener[%zu].tls: %s\n", args.config.c_str(), i, error.c_str());
+      return 2;
+    }
+    tls_by_listener.push_back(ctx.get());
+    tls_contexts.push_back(std::move(ctx));
+  }
   if (args.check) {
     std::printf("%s: configuration is valid\n", args.config.c_str());
     return 0;
@@ -183,8 +203,8 @@ int main(int argc, char** argv) {
       }
       fds.push_back(fd);
     }
-    workers.push_back(
-        std::make_unique<proxy::Worker>(i, nworkers, cfg, std::move(fds), access_fd));
+    workers.push_back(std::make_unique<proxy::Worker>(i, nworkers, cfg, std::move(fds),
+                                                      tls_by_listener, access_fd));
   }
 
   Supervisor sup;

@@ -61,9 +61,39 @@ struct LogSettings {
   std::string access = "stdout";  // "stdout", "off", or a file path
 };
 
+enum class TlsVersion : std::uint8_t { V1_2, V1_3 };
+
+// File paths, here and in UpstreamTls, are used as written: a relative path is
+// relative to the working directory of the process, not to the config file.
+// The loader has checked that each file reads and parses, and that each key
+// matches its certificate.
+struct TlsCertificate {
+  std::string cert;         // PEM file: the certificate, then its chain
+  std::string key;          // PEM file: its private key (RSA or EC)
+  std::string ocsp_staple;  // optional DER OCSP response to staple ("" = none)
+};
+
+struct ListenerTls {
+  // At least one. SNI picks the one whose names match; no match gets the first.
+  std::vector<TlsCertificate> certificates;
+  TlsVersion min_version = TlsVersion::V1_2;
+  std::vector<std::string> alpn{"http/1.1"};  // offered protocols, in preference order
+  bool session_tickets = true;
+};
+
 struct Listener {
   std::string address;  // as written
   SocketAddress addr;
+  std::optional<ListenerTls> tls;  // absent: plain TCP
+};
+
+struct UpstreamTls {
+  bool enabled = false;
+  bool verify = true;        // check the chain and the name
+  std::string ca;            // PEM bundle; "" = the system store
+  std::string server_name;   // SNI and the name checked; "" = the server's host as written
+  std::string cert;          // client certificate (mTLS): both cert and key, or neither
+  std::string key;
 };
 
 enum class Balance : std::uint8_t { RoundRobin, LeastConn, HashClientIp };
@@ -80,6 +110,7 @@ struct Upstream {
   std::uint32_t keepalive = 64;   // idle pooled connections per server per worker
   std::uint32_t max_fails = 3;    // consecutive connect failures before ejection
   Millis fail_timeout{10'000};    // how long an ejected server is left alone
+  UpstreamTls tls;
 };
 
 struct Route {
@@ -88,6 +119,17 @@ struct Route {
   std::string upstream;           // name as written
   std::size_t upstream_index = 0; // index into Config::upstreams, set by the loader
   bool strip_prefix = false;
+  std::string hsts;               // Strict-Transport-Security value on TLS responses ("" = none)
+};
+
+struct ConfigError {
+  std::string file;
+  std::uint32_t line = 0;   // 1-based; 0 when the problem has no place in the file
+  std::uint32_t column = 0;
+  std::string key;          // "listener[0].address", "timeouts.header", ...
+  std::string message;
+  // "FILE:LINE:COL: key: message" (or "FILE: key: message" without a place)
+  std::string to_string() const;
 };
 
 struct Config {
@@ -99,16 +141,9 @@ struct Config {
   std::vector<Listener> listeners;
   std::vector<Route> routes;
   std::vector<Upstream> upstreams;
-};
-
-struct ConfigError {
-  std::string file;
-  std::uint32_t line = 0;   // 1-based; 0 when the problem has no place in the file
-  std::uint32_t column = 0;
-  std::string key;          // "listener[0].address", "timeouts.header", ...
-  std::string message;
-  // "FILE:LINE:COL: key: message" (or "FILE: key: message" without a place)
-  std::string to_string() const;
+  // Problems that do not stop the load (a certificate past its notAfter), in
+  // file order. The loader has already logged each one at warn.
+  std::vector<ConfigError> warnings;
 };
 
 using LoadResult = std::variant<std::shared_ptr<const Config>, std::vector<ConfigError>>;

@@ -120,6 +120,11 @@ void write_client_head(const MessageHead& head, const ResponseFraming& f, std::s
     out += head.value(i);
     out += "\r\n";
   }
+  if (!f.hsts.empty() && !head.find("strict-transport-security")) {
+    out += "Strict-Transport-Security: ";
+    out += f.hsts;
+    out += "\r\n";
+  }
   if (f.chunked_out) out += "Transfer-Encoding: chunked\r\n";
   if (!f.keep_alive) {
     out += "Connection: close\r\n";

@@ -32,6 +32,7 @@ struct ResponseFraming {
   bool chunked_out;    // the body goes to the client re-framed as chunked
   bool keep_alive;     // false: Connection: close
   bool client_http10;  // keep-alive must then be said explicitly
+  std::string_view hsts;  // Strict-Transport-Security to add unless the upstream set one
 };
 
 // The response head for the client (also used for interim 1xx heads).

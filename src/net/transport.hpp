@@ -105,6 +105,8 @@ class Transport {
   virtual void close() = 0;
   virtual std::size_t write_pending() const = 0;
   virtual bool is_closing() const = 0;
+  // False while a security handshake is still under way (TLS); TCP is always ready.
+  virtual bool ready() const { return true; }
 };
 
 class TcpTransport final : public Transport {

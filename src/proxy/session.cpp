@@ -53,31 +53,40 @@ const char* to_string(CloseReason r) noexcept {
   return "?";
 }
 
-Session::Session(Worker& worker, std::uint64_t id)
+Session::Session(Worker& worker, std::uint64_t id, const net::TlsServerContext* tls)
     : w_(worker),
       cfg_(worker.config()),
       id_(id),
-      client_(worker.io(), *this),
+      tls_ctx_(tls),
       req_parser_(http::Parser::Kind::Request, req_side_, request_limits(worker.config().limits)),
       resp_parser_(http::Parser::Kind::Response, resp_side_,
                    response_limits(worker.config().limits)) {
+  if (tls) {
+    tls_.emplace(worker.io(), *this);
+    client_ = &*tls_;
+  } else {
+    tcp_.emplace(worker.io(), *this);
+    client_ = &*tcp_;
+  }
   uv_timer_init(w_.io().loop(), &timer_);
   timer_.data = this;
   pending_closes_ = 2;
   w_.add(this);
 }
 
+net::TcpTransport& Session::tcp() noexcept { return tls_ ? tls_->tcp() : *tcp_; }
+
 Session::~Session() { w_.remove(this); }
 
 bool Session::start(uv_stream_t* listener) {
-  if (client_.init() != 0 || uv_accept(listener, client_.stream()) != 0) {
+  if (tcp().init() != 0 || uv_accept(listener, tcp().stream()) != 0) {
     finish(CloseReason::ClientClosed);
     return false;
   }
-  uv_tcp_nodelay(client_.tcp(), 1);
+  uv_tcp_nodelay(tcp().tcp(), 1);
   sockaddr_storage peer{};
   int len = sizeof peer;
-  if (uv_tcp_getpeername(client_.tcp(), reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
+  if (uv_tcp_getpeername(tcp().tcp(), reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
     std::uint32_t h = 2166136261u;
     auto mix = [&](const void* p, std::size_t n) {
       const auto* b = static_cast<const unsigned char*>(p);
@@ -94,13 +103,28 @@ bool Session::start(uv_stream_t* listener) {
     }
     client_hash_ = h;
   }
+  if (tls_) {
+    SSL* ssl = tls_ctx_->new_ssl();
+    if (!ssl) {
+      finish(CloseReason::ClientClosed);
+      return false;
+    }
+    tls_->start_server(ssl);
+  }
   phase_ = Phase::Idle;
+  // The first request head, and before it the TLS handshake, must arrive
+  // within the header timeout.
   arm_timer(static_cast<std::uint64_t>(cfg_.timeouts.header.count()));
-  client_.read_start();
+  client_->read_start();
   return true;
 }
 
 void Session::refuse() {
+  if (tls_) {
+    // Answering would first cost a full handshake, for a client we turn away.
+    finish(CloseReason::Refused);
+    return;
+  }
   to_client_.append_copy(http::error_response(503, true));
   flush_client();
   start_finishing(CloseReason::Refused);
@@ -155,10 +179,10 @@ void Session::on_write_done(int status) {
     return;
   }
   if (phase_ == Phase::Finishing) {
-    if (client_.write_pending() == 0) linger();
+    if (client_->write_pending() == 0) linger();
     return;
   }
-  if (upstream_paused_ && up_ && client_.write_pending() < kLowWater) {
+  if (upstream_paused_ && up_ && client_->write_pending() < kLowWater) {
     upstream_paused_ = false;
     up_->transport().read_start();
   }
@@ -179,7 +203,9 @@ void Session::on_timer(uv_timer_t* t) noexcept {
   auto* self = static_cast<Session*>(t->data);
   switch (self->phase_) {
     case Phase::Idle:
-      if (self->requests_ == 0) {
+      if (!self->client_->ready()) {
+        self->finish(CloseReason::HeaderTimeout);  // the TLS handshake never finished
+      } else if (self->requests_ == 0) {
         self->respond_local(408, CloseReason::HeaderTimeout);
       } else {
         self->finish(CloseReason::IdleTimeout);
@@ -227,9 +253,9 @@ void Session::update_client_reading() {
                              up_->transport().write_pending() >= kHighWater;
   bool want = phase_ == Phase::Finishing || (in_len_ == 0 && !upstream_full);
   if (want) {
-    client_.read_start();
+    client_->read_start();
   } else {
-    client_.read_stop();
+    client_->read_stop();
   }
 }
 
@@ -349,6 +375,7 @@ http::ParserHandler::Next Session::on_request_head(http::MessageHead& head) {
   f.fallback_host = pool_->conf().servers.front().name;
   f.client_ip = client_ip_;
   f.client_http10 = client_http10_;
+  f.proto = tls_ ? "https" : "http";
   http::write_upstream_head(head, f, up_head_);
   return next;
 }
@@ -454,7 +481,7 @@ void Session::start_finishing(CloseReason reason) {
   release_upstream(false);
   in_block_.reset();
   in_len_ = 0;
-  if (client_.write_pending() == 0) {
+  if (client_->write_pending() == 0) {
     linger();
   } else {
     arm_timer(static_cast<std::uint64_t>(cfg_.timeouts.idle.count()));
@@ -467,8 +494,8 @@ void Session::start_finishing(CloseReason reason) {
 void Session::linger() {
   if (lingering_) return;
   lingering_ = true;
-  client_.shutdown_write();
-  client_.read_start();
+  client_->shutdown_write();
+  client_->read_start();
   arm_timer(kLingerMs);
 }
 
@@ -483,7 +510,7 @@ void Session::finish(CloseReason reason) {
   to_upstream_.clear();
   uv_timer_stop(&timer_);
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), on_timer_closed);
-  client_.close();
+  client_->close();
 }
 
 void Session::log_access() {

@@ -13,11 +13,13 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "config/config.hpp"
 #include "core/buffer.hpp"
 #include "http/parser.hpp"
+#include "net/tls.hpp"
 #include "net/transport.hpp"
 #include "proxy/upstream.hpp"
 
@@ -41,7 +43,8 @@ const char* to_string(CloseReason r) noexcept;
 
 class Session final : public net::TransportHandler, public UpstreamUser {
  public:
-  Session(Worker& worker, std::uint64_t id);
+  // `tls`: the listener's TLS context, or nullptr for plain TCP.
+  Session(Worker& worker, std::uint64_t id, const net::TlsServerContext* tls);
   // Takes the accepted connection; returns false (session already finished) on failure.
   bool start(uv_stream_t* listener);
   // Over the connection limit: answer 503 and close.
@@ -142,7 +145,12 @@ class Session final : public net::TransportHandler, public UpstreamUser {
   Worker& w_;
   const config::Config& cfg_;
   std::uint64_t id_;
-  net::TcpTransport client_;
+  net::TcpTransport& tcp() noexcept;
+
+  const net::TlsServerContext* tls_ctx_;
+  std::optional<net::TcpTransport> tcp_;  // exactly one of tcp_ and tls_ is set
+  std::optional<net::TlsTransport> tls_;
+  net::Transport* client_ = nullptr;     // whichever of the two it is
   uv_timer_t timer_{};
   RequestSide req_side_{*this};
   ResponseSide resp_side_{*this};

@@ -144,7 +144,7 @@ http::ParserHandler::Next Session::on_response_head(http::MessageHead& head) {
     interim_ = true;
     // 100 answers an Expect we already answered; other 1xx go to 1.1 clients.
     if (head.status != 100 && !client_http10_) {
-      http::write_client_head(head, {false, true, false}, resp_head_);
+      http::write_client_head(head, {false, true, false, {}}, resp_head_);
       to_client_.append_copy(resp_head_);
     }
     return Next::Continue;
@@ -175,7 +175,9 @@ void Session::build_client_head(const http::MessageHead& head) {
     }
   }
   client_keep_alive_ = client_keep_alive_ && req_done_ && !resp_close_delimited_ && !draining_;
-  http::write_client_head(head, {resp_chunked_out_, client_keep_alive_, client_http10_}, resp_head_);
+  http::ResponseFraming f{resp_chunked_out_, client_keep_alive_, client_http10_, {}};
+  if (tls_ && route_ && !route_->hsts.empty()) f.hsts = route_->hsts;
+  http::write_client_head(head, f, resp_head_);
   to_client_.append_copy(resp_head_);
 }
 
@@ -254,11 +256,11 @@ void Session::on_upstream_timeout() {
 
 void Session::flush_client() {
   if (to_client_.empty() || phase_ == Phase::Closing) return;
-  if (client_.write(to_client_) < 0) {
+  if (client_->write(to_client_) < 0) {
     finish(CloseReason::ClientClosed);
     return;
   }
-  if (up_ && !upstream_paused_ && client_.write_pending() > kHighWater) {
+  if (up_ && !upstream_paused_ && client_->write_pending() > kHighWater) {
     upstream_paused_ = true;
     up_->transport().read_stop();
   }

@@ -18,12 +18,14 @@ uv_handle_t* as_handle(T* h) noexcept {
 }  // namespace
 
 Worker::Worker(unsigned index, unsigned worker_count, std::shared_ptr<const config::Config> config,
-               std::vector<int> listen_fds, int access_fd)
+               std::vector<int> listen_fds, std::vector<const net::TlsServerContext*> tls,
+               int access_fd)
     : index_(index),
       io_(&loop_),
       config_(std::move(config)),
       router_(config_->routes),
       listen_fds_(std::move(listen_fds)),
+      tls_(std::move(tls)),
       access_log_(access_fd),
       id_step_(worker_count),
       next_id_(index) {
@@ -42,11 +44,14 @@ Worker::~Worker() {
 }
 
 void Worker::run() {
-  listeners_ = std::make_unique<uv_tcp_t[]>(listen_fds_.size());
+  listeners_ = std::make_unique<ListenerSlot[]>(listen_fds_.size());
   for (std::size_t i = 0; i < listen_fds_.size(); ++i) {
-    uv_tcp_t* l = &listeners_[i];
+    ListenerSlot& slot = listeners_[i];
+    slot.worker = this;
+    slot.tls = i < tls_.size() ? tls_[i] : nullptr;
+    uv_tcp_t* l = &slot.handle;
     uv_tcp_init(&loop_, l);
-    l->data = this;
+    l->data = &slot;
     int r = uv_tcp_open(l, listen_fds_[i]);
     if (r == 0) {
       listen_fds_[i] = -1;  // the handle owns it now
@@ -87,14 +92,15 @@ void Worker::stop() { uv_async_send(&stop_async_); }
 void Worker::on_async(uv_async_t* a) noexcept { static_cast<Worker*>(a->data)->begin_drain(); }
 
 void Worker::on_connection(uv_stream_t* server, int status) noexcept {
-  auto* self = static_cast<Worker*>(server->data);
+  auto* slot = static_cast<ListenerSlot*>(server->data);
+  Worker* self = slot->worker;
   if (status < 0) {
     SLUICE_LOG(Warn, "worker=%u msg=\"accept failed\" error=%s", self->index_, uv_strerror(status));
     return;
   }
   if (self->draining_) return;
   self->next_id_ += self->id_step_;  // ids interleave across workers: unique, small
-  auto* s = new Session(*self, self->next_id_);
+  auto* s = new Session(*self, self->next_id_, slot->tls);
   if (!s->start(server)) return;
   if (self->session_count_ > self->max_sessions_) s->refuse();
 }
@@ -123,7 +129,8 @@ void Worker::begin_drain() {
   draining_ = true;
   SLUICE_LOG(Info, "worker=%u msg=draining sessions=%zu", index_, session_count_);
   for (std::size_t i = 0; i < listen_fds_.size(); ++i) {
-    if (!uv_is_closing(as_handle(&listeners_[i]))) uv_close(as_handle(&listeners_[i]), nullptr);
+    uv_tcp_t* l = &listeners_[i].handle;
+    if (!uv_is_closing(as_handle(l))) uv_close(as_handle(l), nullptr);
   }
   for (auto& p : pools_) p->start_draining();
   for (Session* s = sessions_; s;) {

@@ -12,6 +12,7 @@
 
 #include "config/config.hpp"
 #include "core/access_log.hpp"
+#include "net/tls.hpp"
 #include "net/transport.hpp"
 #include "proxy/router.hpp"
 #include "proxy/upstream.hpp"
@@ -22,9 +23,11 @@ class Session;
 
 class Worker {
  public:
-  // `listen_fds`: one listening socket per configured listener, owned from now on.
+  // `listen_fds`: one listening socket per configured listener, owned from now
+  // on; `tls`: per listener, its TLS context (shared by all workers) or nullptr.
   Worker(unsigned index, unsigned worker_count, std::shared_ptr<const config::Config> config,
-         std::vector<int> listen_fds, int access_fd);
+         std::vector<int> listen_fds, std::vector<const net::TlsServerContext*> tls,
+         int access_fd);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -59,8 +62,14 @@ class Worker {
   std::shared_ptr<const config::Config> config_;
   Router router_;
   std::vector<std::unique_ptr<UpstreamPool>> pools_;
+  struct ListenerSlot {
+    uv_tcp_t handle{};
+    Worker* worker = nullptr;
+    const net::TlsServerContext* tls = nullptr;
+  };
   std::vector<int> listen_fds_;
-  std::unique_ptr<uv_tcp_t[]> listeners_;
+  std::vector<const net::TlsServerContext*> tls_;
+  std::unique_ptr<ListenerSlot[]> listeners_;
   uv_async_t stop_async_{};
   uv_timer_t drain_timer_{};
   uv_timer_t flush_timer_{};

@@ -111,18 +111,18 @@ TEST_CASE("http forward: response head keeps end-to-end fields and states the ch
       Parser::Kind::Response);
   std::string out;
   SECTION("chunked to a keep-alive HTTP/1.1 client") {
-    sluice::http::write_client_head(p.head(), {true, true, false}, out);
+    sluice::http::write_client_head(p.head(), {true, true, false, {}}, out);
     CHECK(out ==
           "HTTP/1.1 200 Fine\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n"
           "Transfer-Encoding: chunked\r\n\r\n");
   }
   SECTION("de-chunked to a closing client") {
-    sluice::http::write_client_head(p.head(), {false, false, false}, out);
+    sluice::http::write_client_head(p.head(), {false, false, false, {}}, out);
     CHECK(out ==
           "HTTP/1.1 200 Fine\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nConnection: close\r\n\r\n");
   }
   SECTION("keep-alive to an HTTP/1.0 client is said explicitly") {
-    sluice::http::write_client_head(p.head(), {false, true, true}, out);
+    sluice::http::write_client_head(p.head(), {false, true, true, {}}, out);
     CHECK(out.find("Connection: keep-alive\r\n") != std::string::npos);
     CHECK(out.find("Transfer-Encoding") == std::string::npos);
   }

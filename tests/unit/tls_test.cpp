@@ -1,0 +1,203 @@
+// TLS (net/tls): certificate choice by SNI, refusal of a mismatched key, and
+// a real worker loop serving a request over TLS, then closing clean.
+#include <catch2/catch.hpp>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <future>
+#include <string>
+#include <thread>
+
+#include "config/config.hpp"
+#include "core/log.hpp"
+#include "net/listener.hpp"
+#include "net/tls.hpp"
+#include "proxy/worker.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// Certificates made for this run with Debian's openssl CLI, in a temp dir.
+struct TestCerts {
+  fs::path dir;
+  TestCerts() {
+    dir = fs::temp_directory_path() / ("sluice-tls-test-" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    make("site", "ec -pkeyopt ec_paramgen_curve:P-256", "/CN=site.test", "DNS:site.test");
+    make("other", "rsa:2048", "/CN=other", "DNS:*.other.test,DNS:other.test");
+    make("wrong", "ec -pkeyopt ec_paramgen_curve:P-256", "/CN=wrong", "DNS:wrong.test");
+  }
+  ~TestCerts() {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  }
+  TestCerts(const TestCerts&) = delete;
+  TestCerts& operator=(const TestCerts&) = delete;
+
+  std::string cert(const char* name) const { return (dir / (std::string(name) + ".pem")).string(); }
+  std::string key(const char* name) const { return (dir / (std::string(name) + ".key")).string(); }
+
+ private:
+  void make(const char* name, const char* newkey, const char* subject, const char* san) {
+    const std::string cmd = "openssl req -x509 -newkey " + std::string(newkey) + " -nodes -keyout " +
+                            key(name) + " -out " + cert(name) + " -days 2 -subj '" + subject +
+                            "' -addext 'subjectAltName=" + san + "' 2>/dev/null";
+    REQUIRE(std::system(cmd.c_str()) == 0);
+  }
+};
+
+const TestCerts& certs() {
+  static const TestCerts c;
+  return c;
+}
+
+sluice::config::ListenerTls two_sites() {
+  sluice::config::ListenerTls t;
+  t.certificates.push_back({certs().cert("site"), certs().key("site"), ""});
+  t.certificates.push_back({certs().cert("other"), certs().key("other"), ""});
+  return t;
+}
+
+std::uint16_t local_port(int fd) {
+  sockaddr_in a{};
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  return ntohs(a.sin_port);
+}
+
+// A blocking TLS client: connect, handshake with SNI, send, read to EOF.
+struct ClientResult {
+  bool handshake = false;
+  std::string peer_cn;
+  std::string response;
+};
+
+ClientResult tls_roundtrip(std::uint16_t port, const char* sni, const std::string& request) {
+  ClientResult out;
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  timeval tv{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return out;
+  }
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  SSL* ssl = SSL_new(ctx);
+  SSL_set_fd(ssl, fd);
+  if (sni) SSL_set_tlsext_host_name(ssl, sni);
+  if (SSL_connect(ssl) == 1) {
+    out.handshake = true;
+    if (X509* peer = SSL_get1_peer_certificate(ssl)) {
+      char cn[256] = {};
+      X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, cn, sizeof cn);
+      out.peer_cn = cn;
+      X509_free(peer);
+    }
+    SSL_write(ssl, request.data(), static_cast<int>(request.size()));
+    char buf[4096];
+    int n;
+    while ((n = SSL_read(ssl, buf, sizeof buf)) > 0) out.response.append(buf, static_cast<std::size_t>(n));
+  }
+  ERR_clear_error();
+  SSL_free(ssl);
+  SSL_CTX_free(ctx);
+  ::close(fd);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("tls context: SNI picks the certificate by its names, the first one otherwise", "[tls]") {
+  std::string error;
+  auto ctx = sluice::net::TlsServerContext::build(two_sites(), error);
+  INFO(error);
+  REQUIRE(ctx);
+  CHECK(ctx->pick("site.test") == 0);
+  CHECK(ctx->pick("other.test") == 1);
+  CHECK(ctx->pick("a.other.test") == 1);
+  CHECK(ctx->pick("b.a.other.test") == 0);  // a wildcard covers one label only
+  CHECK(ctx->pick("unknown.test") == 0);
+  CHECK(ctx->pick("") == 0);
+}
+
+TEST_CASE("tls context: a key that does not match its certificate is refused, naming the file",
+          "[tls]") {
+  sluice::config::ListenerTls t;
+  t.certificates.push_back({certs().cert("site"), certs().key("wrong"), ""});
+  std::string error;
+  auto ctx = sluice::net::TlsServerContext::build(t, error);
+  CHECK_FALSE(ctx);
+  CHECK(error.find(certs().key("wrong")) != std::string::npos);
+}
+
+TEST_CASE("tls transport: a worker serves requests over TLS with the SNI certificate and closes clean",
+          "[tls]") {
+  std::signal(SIGPIPE, SIG_IGN);
+  const auto saved = sluice::log::g_level.load();
+  sluice::log::set_level(sluice::log::Level::Error);
+
+  sockaddr_in any{};
+  any.sin_family = AF_INET;
+  any.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string error;
+  int fd = sluice::net::open_listen_socket(reinterpret_cast<const sockaddr*>(&any), sizeof any,
+                                           "127.0.0.1:0", error);
+  REQUIRE(fd >= 0);
+  const std::uint16_t port = local_port(fd);
+  // The upstream is a port nothing listens on: the answer is the gateway's 502.
+  int dead = ::socket(AF_INET, SOCK_STREAM, 0);
+  ::bind(dead, reinterpret_cast<const sockaddr*>(&any), sizeof any);
+  const std::uint16_t dead_port = local_port(dead);
+  ::close(dead);
+
+  const std::string text = "[log]\naccess = \"off\"\n[[listener]]\naddress = \"127.0.0.1:" +
+                           std::to_string(port) +
+                           "\"\n[[route]]\nupstream = \"app\"\n[[upstream]]\nname = \"app\"\n"
+                           "servers = [\"127.0.0.1:" + std::to_string(dead_port) +
+                           "\"]\nmax_fails = 1000\n";
+  auto loaded = sluice::config::parse_config(text, "tls_test.toml");
+  REQUIRE(std::holds_alternative<std::shared_ptr<const sluice::config::Config>>(loaded));
+  auto cfg = std::make_shared<sluice::config::Config>(
+      *std::get<std::shared_ptr<const sluice::config::Config>>(loaded));
+  cfg->listeners[0].tls = two_sites();
+  auto ctx = sluice::net::TlsServerContext::build(*cfg->listeners[0].tls, error);
+  REQUIRE(ctx);
+
+  sluice::proxy::Worker worker(0, 1, cfg, {fd}, {ctx.get()}, -1);
+  std::promise<void> done;
+  std::thread thread([&] {
+    worker.run();
+    done.set_value();
+  });
+
+  const std::string request = "GET / HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n";
+  ClientResult site = tls_roundtrip(port, "site.test", request);
+  ClientResult other = tls_roundtrip(port, "x.other.test", request);
+  ClientResult none = tls_roundtrip(port, nullptr, request);
+
+  worker.stop();
+  REQUIRE(done.get_future().wait_for(std::chrono::seconds(30)) == std::future_status::ready);
+  thread.join();
+  sluice::log::g_level.store(saved);
+
+  CHECK(site.handshake);
+  CHECK(site.peer_cn == "site.test");
+  CHECK(site.response.rfind("HTTP/1.1 502 Bad Gateway\r\n", 0) == 0);
+  CHECK(other.peer_cn == "other");
+  CHECK(other.response.rfind("HTTP/1.1 502", 0) == 0);
+  CHECK(none.peer_cn == "site.test");  // no SNI: the first certificate
+  CHECK(worker.clean());
+}
