@@ -148,12 +148,13 @@ int main(int argc, char** argv) {
   auto cfg = std::get<std::shared_ptr<const config::Config>>(loaded);
   // TLS contexts, one per TLS listener, shared by every worker. Built for
   // --check too, so that a certificate OpenSSL refuses is caught there.
-  std::vector<std::unique_ptr<net::TlsServerContext>> tls_contexts;
-  std::vector<const net::TlsServerContext*> tls_by_listener;
+  std::vector<std::unique_ptr<net::TlsServerContext>> server_contexts;
+  std::vector<std::unique_ptr<net::TlsClientContext>> client_contexts;
+  proxy::TlsContexts tls;
   for (std::size_t i = 0; i < cfg->listeners.size(); ++i) {
     const config::Listener& l = cfg->listeners[i];
     if (!l.tls) {
-      tls_by_listener.push_back(nullptr);
+      tls.listeners.push_back(nullptr);
       continue;
     }
     std::string error;
@@ -162,8 +163,27 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "%s: listener[%zu].tls: %s\n", args.config.c_str(), i, error.c_str());
       return 2;
     }
-    tls_by_listener.push_back(ctx.get());
-    tls_contexts.push_back(std::move(ctx));
+    tls.listeners.push_back(ctx.get());
+    server_contexts.push_back(std::move(ctx));
+  }
+  for (std::size_t i = 0; i < cfg->upstreams.size(); ++i) {
+    const config::Upstream& u = cfg->upstreams[i];
+    if (!u.tls.enabled) {
+      tls.upstreams.push_back(nullptr);
+      continue;
+    }
+    std::string error;
+    auto ctx = net::TlsClientContext::build(u.tls, error);
+    if (!ctx) {
+      std::fprintf(stderr, "%s: upstream[%zu].tls: %s\n", args.config.c_str(), i, error.c_str());
+      return 2;
+    }
+    if (!u.tls.verify && !args.check) {
+      SLUICE_LOG(Warn, "msg=\"upstream TLS certificates are not verified\" upstream=%s",
+                 u.name.c_str());
+    }
+    tls.upstreams.push_back(ctx.get());
+    client_contexts.push_back(std::move(ctx));
   }
   if (args.check) {
     std::printf("%s: configuration is valid\n", args.config.c_str());
@@ -203,8 +223,8 @@ int main(int argc, char** argv) {
       }
       fds.push_back(fd);
     }
-    workers.push_back(std::make_unique<proxy::Worker>(i, nworkers, cfg, std::move(fds),
-                                                      tls_by_listener, access_fd));
+    workers.push_back(
+        std::make_unique<proxy::Worker>(i, nworkers, cfg, std::move(fds), tls, access_fd));
   }
 
   Supervisor sup;

@@ -232,6 +232,71 @@ int TlsServerContext::on_ocsp(SSL* ssl, void* arg) {
   return SSL_TLSEXT_ERR_NOACK;
 }
 
+// ---- TlsClientContext
+
+std::unique_ptr<TlsClientContext> TlsClientContext::build(const config::UpstreamTls& conf,
+                                                          std::string& error) {
+  std::unique_ptr<TlsClientContext> self(new TlsClientContext);
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  if (!ctx) {
+    error = "SSL_CTX_new: " + openssl_error();
+    return nullptr;
+  }
+  self->ctx_ = ctx;
+  self->verify_ = conf.verify;
+  self->server_name_ = conf.server_name;
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+  if (SSL_CTX_set_cipher_list(ctx, kTls12Ciphers) != 1 || SSL_CTX_set1_groups_list(ctx, kGroups) != 1) {
+    error = "cipher setup: " + openssl_error();
+    return nullptr;
+  }
+  if (conf.verify) {
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+    int ok = conf.ca.empty() ? SSL_CTX_set_default_verify_paths(ctx)
+                             : SSL_CTX_load_verify_locations(ctx, conf.ca.c_str(), nullptr);
+    if (ok != 1) {
+      error = (conf.ca.empty() ? std::string("the system CA store") : conf.ca) +
+              ": cannot load CA certificates: " + openssl_error();
+      return nullptr;
+    }
+  } else {
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr);
+  }
+  if (!conf.cert.empty()) {
+    config::TlsCertificate pair{conf.cert, conf.key, ""};
+    if (!load_pair(ctx, pair, error)) return nullptr;
+  }
+  return self;
+}
+
+TlsClientContext::~TlsClientContext() {
+  if (ctx_) SSL_CTX_free(ctx_);
+}
+
+SSL* TlsClientContext::new_ssl(std::string_view host) const {
+  SSL* ssl = SSL_new(ctx_);
+  if (!ssl) return nullptr;
+  SSL_set_connect_state(ssl);
+  const std::string name(server_name_.empty() ? host : std::string_view(server_name_));
+  const bool is_ip = !name.empty() && (name.find(':') != std::string::npos ||
+                                       name.find_first_not_of("0123456789.") == std::string::npos);
+  if (!is_ip) SSL_set_tlsext_host_name(ssl, name.c_str());
+  if (verify_) {
+    X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
+    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, name.c_str())
+                   : X509_VERIFY_PARAM_set1_host(param, name.c_str(), name.size());
+    if (ok != 1) {
+      SSL_free(ssl);
+      ERR_clear_error();
+      return nullptr;
+    }
+  }
+  return ssl;
+}
+
 // ---- the BIO: OpenSSL reads from the held read block and writes into pool blocks
 
 BIO_METHOD* TlsTransport::bio_method() {
@@ -305,6 +370,13 @@ void TlsTransport::start_server(SSL* ssl) {
   BIO* bio = BIO_new(bio_method());
   BIO_set_data(bio, this);
   SSL_set_bio(ssl_, bio, bio);  // one BIO both ways: SSL takes the one reference
+}
+
+void TlsTransport::start_client(SSL* ssl) {
+  start_server(ssl);  // the same BIO wiring; the SSL is in connect state
+  client_ = true;
+  first_bytes_seen_ = true;  // a server does not send plain HTTP to be refused
+  pump();                    // writes the ClientHello
 }
 
 void TlsTransport::read_start() {
@@ -473,10 +545,20 @@ void TlsTransport::pump() {
           pending.swap(early_);
           write(pending);
         }
+        if (client_) {
+          in_pump_ = false;
+          handler_.on_handshake_done();
+          if (closing_) return;
+          in_pump_ = true;
+        }
         continue;
       }
       int err = SSL_get_error(ssl_, r);
       if (err == SSL_ERROR_WANT_READ) break;
+      if (client_ && SSL_get_verify_result(ssl_) != X509_V_OK) {
+        SLUICE_LOG(Warn, "msg=\"upstream certificate refused\" reason=\"%s\"",
+                   X509_verify_cert_error_string(SSL_get_verify_result(ssl_)));
+      }
       fail("handshake");
       in_pump_ = false;
       handler_.on_error(UV_EPROTO);

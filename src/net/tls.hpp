@@ -54,6 +54,30 @@ class TlsServerContext {
   std::vector<unsigned char> alpn_;  // ALPN wire format, server preference order
 };
 
+// Client-side TLS settings for one upstream, built once at start and shared
+// read-only by every worker.
+class TlsClientContext {
+ public:
+  static std::unique_ptr<TlsClientContext> build(const config::UpstreamTls& conf,
+                                                 std::string& error);
+  ~TlsClientContext();
+  TlsClientContext(const TlsClientContext&) = delete;
+  TlsClientContext& operator=(const TlsClientContext&) = delete;
+
+  // A new client-side SSL for a server named `host` (a DNS name or an IP
+  // literal, as written in the config): SNI is sent for names, and with
+  // verification on, the certificate must be valid for `host` (or for
+  // server_name when the config gives one).
+  SSL* new_ssl(std::string_view host) const;
+  bool verifies() const noexcept { return verify_; }
+
+ private:
+  TlsClientContext() = default;
+  SSL_CTX* ctx_ = nullptr;
+  std::string server_name_;
+  bool verify_ = true;
+};
+
 class TlsTransport final : public Transport, private TransportHandler {
  public:
   TlsTransport(IoContext& io, TransportHandler& handler);
@@ -66,6 +90,10 @@ class TlsTransport final : public Transport, private TransportHandler {
   // Takes ownership of `ssl` (server side, accept state). Reading must be
   // started for the handshake to progress.
   void start_server(SSL* ssl);
+  // Takes ownership of `ssl` (client side, connect state) and starts the
+  // handshake on the connected TCP stream; the handler hears of the end
+  // through on_handshake_done() or on_error().
+  void start_client(SSL* ssl);
   bool handshake_done() const noexcept { return handshake_done_; }
 
   void read_start() override;
@@ -113,6 +141,7 @@ class TlsTransport final : public Transport, private TransportHandler {
   std::vector<uv_buf_t> bufs_;  // reused by write()
   bool want_read_ = false;  // the handler wants plaintext
   bool handshake_done_ = false;
+  bool client_ = false;
   bool first_bytes_seen_ = false;
   bool in_pump_ = false;
   bool closing_ = false;

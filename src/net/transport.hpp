@@ -86,6 +86,8 @@ class TransportHandler {
   virtual void on_write_done(int status) = 0;
   // The transport's handle is closed: the last call this transport makes.
   virtual void on_closed() = 0;
+  // A security handshake this side started (TLS client) has completed.
+  virtual void on_handshake_done() {}
 
  protected:
   ~TransportHandler() = default;

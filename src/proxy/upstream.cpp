@@ -6,6 +6,16 @@
 namespace sluice::proxy {
 
 namespace {
+// "host:port" or "[v6]:port" as written -> "host" / "v6".
+std::string_view host_of(std::string_view name) noexcept {
+  if (!name.empty() && name.front() == '[') {
+    std::size_t close = name.find(']');
+    return close == std::string_view::npos ? name : name.substr(1, close - 1);
+  }
+  std::size_t colon = name.rfind(':');
+  return colon == std::string_view::npos ? name : name.substr(0, colon);
+}
+
 // Rendezvous hashing: a client keeps its server while that server stays
 // healthy, and only the clients of a server that goes away move.
 std::uint32_t mix(std::uint32_t a, std::uint32_t b) noexcept {
@@ -22,8 +32,8 @@ std::uint32_t mix(std::uint32_t a, std::uint32_t b) noexcept {
 // ---- UpstreamPool
 
 UpstreamPool::UpstreamPool(net::IoContext& io, const config::Upstream& conf,
-                           const config::Timeouts& timeouts)
-    : io_(io), conf_(conf), timeouts_(timeouts) {
+                           const config::Timeouts& timeouts, const net::TlsClientContext* tls)
+    : io_(io), conf_(conf), timeouts_(timeouts), tls_(tls) {
   servers_.resize(conf.servers.size());
   for (std::size_t i = 0; i < servers_.size(); ++i) servers_[i].conf = &conf.servers[i];
 }
@@ -126,7 +136,15 @@ void UpstreamPool::close_idle() {
 // ---- UpstreamConn
 
 UpstreamConn::UpstreamConn(UpstreamPool& pool, ServerState& server)
-    : pool_(pool), server_(server), transport_(pool.io_, *this) {}
+    : pool_(pool), server_(server) {
+  if (pool.tls_) {
+    tls_.emplace(pool.io_, *this);
+    transport_ = &*tls_;
+  } else {
+    tcp_.emplace(pool.io_, *this);
+    transport_ = &*tcp_;
+  }
+}
 
 int UpstreamConn::start_connect(UpstreamUser& user) {
   user_ = &user;
@@ -134,11 +152,11 @@ int UpstreamConn::start_connect(UpstreamUser& user) {
   uv_timer_init(pool_.io_.loop(), &timer_);
   timer_.data = this;
   pending_closes_ = 2;
-  int r = transport_.init();
+  int r = tcp().init();
   if (r == 0) {
-    uv_tcp_nodelay(transport_.tcp(), 1);
+    uv_tcp_nodelay(tcp().tcp(), 1);
     connect_req_.data = this;
-    r = uv_tcp_connect(&connect_req_, transport_.tcp(),
+    r = uv_tcp_connect(&connect_req_, tcp().tcp(),
                        reinterpret_cast<const sockaddr*>(&server_.conf->addr.storage), on_connect);
   }
   if (r != 0) {
@@ -156,20 +174,43 @@ int UpstreamConn::start_connect(UpstreamUser& user) {
 void UpstreamConn::on_connect(uv_connect_t* req, int status) noexcept {
   auto* self = static_cast<UpstreamConn*>(req->data);
   if (status == UV_ECANCELED || self->state_ != State::Connecting) return;
-  uv_timer_stop(&self->timer_);
-  UpstreamUser* user = self->user_;
   if (status != 0) {
-    self->pool_.record_failure(self->server_);
-    SLUICE_LOG(Warn, "msg=\"upstream connect failed\" server=%s error=%s",
-               self->server_.conf->addr.text.c_str(), uv_err_name(status));
-    self->user_ = nullptr;
-    self->close();
-    user->on_upstream_failed(*self, ConnectFailure::Refused);
+    self->connect_failed("upstream connect failed", status);
     return;
   }
-  self->pool_.record_success(self->server_);
-  self->state_ = State::Active;
-  user->on_upstream_connected(*self);
+  if (self->tls_) {
+    // The TLS handshake is part of connecting: the connect timer still runs.
+    SSL* ssl = self->pool_.tls_->new_ssl(host_of(self->server_.conf->name));
+    if (!ssl) {
+      self->connect_failed("upstream TLS setup failed", UV_ENOMEM);
+      return;
+    }
+    self->tls_->start_client(ssl);
+    return;
+  }
+  self->connected();
+}
+
+void UpstreamConn::connected() {
+  uv_timer_stop(&timer_);
+  pool_.record_success(server_);
+  state_ = State::Active;
+  user_->on_upstream_connected(*this);
+}
+
+void UpstreamConn::on_handshake_done() {
+  if (state_ == State::Connecting && user_) connected();
+}
+
+void UpstreamConn::connect_failed(const char* what, int status) {
+  uv_timer_stop(&timer_);
+  UpstreamUser* user = user_;
+  pool_.record_failure(server_);
+  SLUICE_LOG(Warn, "msg=\"%s\" server=%s error=%s", what, server_.conf->addr.text.c_str(),
+             uv_err_name(status));
+  user_ = nullptr;
+  close();
+  if (user) user->on_upstream_failed(*this, ConnectFailure::Refused);
 }
 
 void UpstreamConn::on_timer(uv_timer_t* t) noexcept {
@@ -210,7 +251,7 @@ void UpstreamConn::release() {
   user_ = nullptr;
   uv_timer_stop(&timer_);
   if (pool_.draining_ || server_.idle_count >= pool_.conf_.keepalive ||
-      transport_.write_pending() != 0) {
+      transport_->write_pending() != 0) {
     state_ = State::Active;  // close() below moves it to Closing
     close();
     return;
@@ -221,7 +262,7 @@ void UpstreamConn::release() {
   if (idle_next_) idle_next_->idle_prev_ = this;
   server_.idle_head = this;
   ++server_.idle_count;
-  transport_.read_start();  // to see the server close it, or send junk
+  transport_->read_start();  // to see the server close it, or send junk
   uv_timer_start(&timer_, on_timer, static_cast<std::uint64_t>(pool_.timeouts_.idle.count()), 0);
 }
 
@@ -251,7 +292,7 @@ void UpstreamConn::close() {
   user_ = nullptr;
   uv_timer_stop(&timer_);
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), on_timer_closed);
-  transport_.close();
+  transport_->close();
 }
 
 void UpstreamConn::on_timer_closed(uv_handle_t* h) noexcept {
@@ -274,6 +315,10 @@ void UpstreamConn::on_read(Block* block, std::size_t n) {
 }
 
 void UpstreamConn::on_eof() {
+  if (state_ == State::Connecting) {
+    connect_failed("upstream closed during the TLS handshake", UV_EOF);
+    return;
+  }
   if (state_ == State::Idle) {
     unlink_idle();
     close();
@@ -283,6 +328,10 @@ void UpstreamConn::on_eof() {
 }
 
 void UpstreamConn::on_error(int uv_status) {
+  if (state_ == State::Connecting) {  // the TLS handshake failed (or verification)
+    connect_failed("upstream TLS handshake failed", uv_status);
+    return;
+  }
   if (state_ == State::Idle) {
     unlink_idle();
     close();

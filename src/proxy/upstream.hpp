@@ -12,9 +12,11 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "config/config.hpp"
+#include "net/tls.hpp"
 #include "net/transport.hpp"
 
 namespace sluice::proxy {
@@ -49,7 +51,9 @@ struct ServerState {
 
 class UpstreamPool {
  public:
-  UpstreamPool(net::IoContext& io, const config::Upstream& conf, const config::Timeouts& timeouts);
+  // `tls`: the upstream's TLS client context (shared by all workers), or nullptr.
+  UpstreamPool(net::IoContext& io, const config::Upstream& conf, const config::Timeouts& timeouts,
+               const net::TlsClientContext* tls = nullptr);
   ~UpstreamPool();
   UpstreamPool(const UpstreamPool&) = delete;
   UpstreamPool& operator=(const UpstreamPool&) = delete;
@@ -74,6 +78,7 @@ class UpstreamPool {
   net::IoContext& io_;
   const config::Upstream& conf_;
   const config::Timeouts& timeouts_;
+  const net::TlsClientContext* tls_;
   std::vector<ServerState> servers_;
   std::uint32_t rr_next_ = 0;
   bool draining_ = false;
@@ -81,7 +86,7 @@ class UpstreamPool {
 
 class UpstreamConn final : public net::TransportHandler {
  public:
-  net::Transport& transport() noexcept { return transport_; }
+  net::Transport& transport() noexcept { return *transport_; }
   ServerState& server() noexcept { return server_; }
   // Response timeout (or any deadline the user wants); fires on_upstream_timeout.
   void arm_timer(std::uint64_t ms);
@@ -95,7 +100,7 @@ class UpstreamConn final : public net::TransportHandler {
  private:
   friend class UpstreamPool;
   enum class State : std::uint8_t {
-    Connecting,  // uv_tcp_connect in flight, connect timer armed, user_ set
+    Connecting,  // TCP connect (then the TLS handshake) in flight, connect timer armed, user_ set
     Active,      // bound to user_; timer is the user's
     Idle,        // in server_'s idle list, user_ null, idle timer armed
     Closing,     // close() ran; waiting for 2 close callbacks
@@ -112,13 +117,19 @@ class UpstreamConn final : public net::TransportHandler {
   void on_error(int uv_status) override;
   void on_write_done(int status) override;
   void on_closed() override;
+  void on_handshake_done() override;
+  void connected();
+  void connect_failed(const char* what, int status);
+  net::TcpTransport& tcp() noexcept { return tls_ ? tls_->tcp() : *tcp_; }
   static void on_connect(uv_connect_t* req, int status) noexcept;
   static void on_timer(uv_timer_t* t) noexcept;
   static void on_timer_closed(uv_handle_t* h) noexcept;
 
   UpstreamPool& pool_;
   ServerState& server_;
-  net::TcpTransport transport_;
+  std::optional<net::TcpTransport> tcp_;  // exactly one of tcp_ and tls_ is set
+  std::optional<net::TlsTransport> tls_;
+  net::Transport* transport_ = nullptr;
   uv_timer_t timer_{};
   uv_connect_t connect_req_{};
   UpstreamUser* user_ = nullptr;

@@ -18,8 +18,7 @@ uv_handle_t* as_handle(T* h) noexcept {
 }  // namespace
 
 Worker::Worker(unsigned index, unsigned worker_count, std::shared_ptr<const config::Config> config,
-               std::vector<int> listen_fds, std::vector<const net::TlsServerContext*> tls,
-               int access_fd)
+               std::vector<int> listen_fds, TlsContexts tls, int access_fd)
     : index_(index),
       io_(&loop_),
       config_(std::move(config)),
@@ -30,8 +29,10 @@ Worker::Worker(unsigned index, unsigned worker_count, std::shared_ptr<const conf
       id_step_(worker_count),
       next_id_(index) {
   uv_loop_init(&loop_);
-  for (const config::Upstream& u : config_->upstreams) {
-    pools_.push_back(std::make_unique<UpstreamPool>(io_, u, config_->timeouts));
+  for (std::size_t i = 0; i < config_->upstreams.size(); ++i) {
+    const net::TlsClientContext* tls = i < tls_.upstreams.size() ? tls_.upstreams[i] : nullptr;
+    pools_.push_back(
+        std::make_unique<UpstreamPool>(io_, config_->upstreams[i], config_->timeouts, tls));
   }
   std::uint64_t share = (config_->limits.max_connections + worker_count - 1) / worker_count;
   max_sessions_ = share == 0 ? 1 : share;
@@ -48,7 +49,7 @@ void Worker::run() {
   for (std::size_t i = 0; i < listen_fds_.size(); ++i) {
     ListenerSlot& slot = listeners_[i];
     slot.worker = this;
-    slot.tls = i < tls_.size() ? tls_[i] : nullptr;
+    slot.tls = i < tls_.listeners.size() ? tls_.listeners[i] : nullptr;
     uv_tcp_t* l = &slot.handle;
     uv_tcp_init(&loop_, l);
     l->data = &slot;

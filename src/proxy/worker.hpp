@@ -21,13 +21,17 @@ namespace sluice::proxy {
 
 class Session;
 
+// TLS contexts built once at start and shared read-only by every worker.
+struct TlsContexts {
+  std::vector<const net::TlsServerContext*> listeners;  // per listener; nullptr: plain TCP
+  std::vector<const net::TlsClientContext*> upstreams;  // per upstream; nullptr: plain TCP
+};
+
 class Worker {
  public:
-  // `listen_fds`: one listening socket per configured listener, owned from now
-  // on; `tls`: per listener, its TLS context (shared by all workers) or nullptr.
+  // `listen_fds`: one listening socket per configured listener, owned from now on.
   Worker(unsigned index, unsigned worker_count, std::shared_ptr<const config::Config> config,
-         std::vector<int> listen_fds, std::vector<const net::TlsServerContext*> tls,
-         int access_fd);
+         std::vector<int> listen_fds, TlsContexts tls, int access_fd);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -68,7 +72,7 @@ class Worker {
     const net::TlsServerContext* tls = nullptr;
   };
   std::vector<int> listen_fds_;
-  std::vector<const net::TlsServerContext*> tls_;
+  TlsContexts tls_;
   std::unique_ptr<ListenerSlot[]> listeners_;
   uv_async_t stop_async_{};
   uv_timer_t drain_timer_{};

@@ -217,7 +217,7 @@ class RunningWorker {
     config_ = std::get<std::shared_ptr<const Config>>(loaded);
     std::vector<int> fds{listen_fd.release()};
     worker_ = std::make_unique<sluice::proxy::Worker>(
-        0, 1, config_, std::move(fds), std::vector<const sluice::net::TlsServerContext*>{nullptr}, -1);
+        0, 1, config_, std::move(fds), sluice::proxy::TlsContexts{}, -1);
     ran_ = done_.get_future();
     thread_ = std::thread([this] {
       worker_->run();

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
@@ -176,7 +177,7 @@ TEST_CASE("tls transport: a worker serves requests over TLS with the SNI certifi
   auto ctx = sluice::net::TlsServerContext::build(*cfg->listeners[0].tls, error);
   REQUIRE(ctx);
 
-  sluice::proxy::Worker worker(0, 1, cfg, {fd}, {ctx.get()}, -1);
+  sluice::proxy::Worker worker(0, 1, cfg, {fd}, sluice::proxy::TlsContexts{{ctx.get()}, {}}, -1);
   std::promise<void> done;
   std::thread thread([&] {
     worker.run();
@@ -200,4 +201,152 @@ TEST_CASE("tls transport: a worker serves requests over TLS with the SNI certifi
   CHECK(other.response.rfind("HTTP/1.1 502", 0) == 0);
   CHECK(none.peer_cn == "site.test");  // no SNI: the first certificate
   CHECK(worker.clean());
+}
+
+namespace {
+
+// One TLS server connection on a thread: handshake, answer one request, then
+// read until the gateway closes its pooled connection.
+class TlsUpstream {
+ public:
+  TlsUpstream() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    ::listen(fd_, 4);
+    port_ = local_port(fd_);
+    ctx_ = SSL_CTX_new(TLS_server_method());
+    SSL_CTX_use_certificate_chain_file(ctx_, certs().cert("site").c_str());
+    SSL_CTX_use_PrivateKey_file(ctx_, certs().key("site").c_str(), SSL_FILETYPE_PEM);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~TlsUpstream() {
+    ::shutdown(fd_, SHUT_RDWR);  // unblocks accept() if nobody came
+    thread_.join();
+    ::close(fd_);
+    SSL_CTX_free(ctx_);
+  }
+  TlsUpstream(const TlsUpstream&) = delete;
+  TlsUpstream& operator=(const TlsUpstream&) = delete;
+
+  std::uint16_t port() const noexcept { return port_; }
+  bool handshook() const noexcept { return handshook_; }
+  const std::string& request() const noexcept { return request_; }
+
+ private:
+  void serve() {
+    // Until the destructor shuts the socket: a refused handshake may be retried.
+    for (int c; (c = ::accept(fd_, nullptr, nullptr)) >= 0;) serve_one(c);
+  }
+  void serve_one(int c) {
+    timeval tv{10, 0};
+    ::setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    SSL* ssl = SSL_new(ctx_);
+    SSL_set_fd(ssl, c);
+    if (SSL_accept(ssl) == 1) {
+      handshook_ = true;
+      request_.clear();
+      char buf[4096];
+      int n;
+      while (request_.find("\r\n\r\n") == std::string::npos &&
+             (n = SSL_read(ssl, buf, sizeof buf)) > 0) {
+        request_.append(buf, static_cast<std::size_t>(n));
+      }
+      const std::string answer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+      SSL_write(ssl, answer.data(), static_cast<int>(answer.size()));
+      while (SSL_read(ssl, buf, sizeof buf) > 0) {
+      }
+    }
+    ERR_clear_error();
+    SSL_free(ssl);
+    ::close(c);
+  }
+
+  int fd_ = -1;
+  std::uint16_t port_ = 0;
+  SSL_CTX* ctx_ = nullptr;
+  std::thread thread_;
+  std::atomic<bool> handshook_{false};
+  std::string request_;
+};
+
+// A plain client request through a worker whose upstream speaks TLS.
+std::string through_tls_upstream(const TlsUpstream& up, const std::string& server_name) {
+  std::signal(SIGPIPE, SIG_IGN);
+  sockaddr_in any{};
+  any.sin_family = AF_INET;
+  any.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string error;
+  int fd = sluice::net::open_listen_socket(reinterpret_cast<const sockaddr*>(&any), sizeof any,
+                                           "127.0.0.1:0", error);
+  REQUIRE(fd >= 0);
+  const std::uint16_t port = local_port(fd);
+  const std::string text = "[log]\naccess = \"off\"\n[[listener]]\naddress = \"127.0.0.1:" +
+                           std::to_string(port) +
+                           "\"\n[[route]]\nupstream = \"app\"\n[[upstream]]\nname = \"app\"\n"
+                           "servers = [\"127.0.0.1:" + std::to_string(up.port()) + "\"]\n";
+  auto loaded = sluice::config::parse_config(text, "tls_test.toml");
+  REQUIRE(std::holds_alternative<std::shared_ptr<const sluice::config::Config>>(loaded));
+  auto cfg = std::make_shared<sluice::config::Config>(
+      *std::get<std::shared_ptr<const sluice::config::Config>>(loaded));
+  sluice::config::UpstreamTls& t = cfg->upstreams[0].tls;
+  t.enabled = true;
+  t.ca = certs().cert("site");  // self-signed: its own CA
+  t.server_name = server_name;
+  auto ctx = sluice::net::TlsClientContext::build(t, error);
+  INFO(error);
+  REQUIRE(ctx);
+
+  sluice::proxy::Worker worker(0, 1, cfg, {fd}, sluice::proxy::TlsContexts{{}, {ctx.get()}}, -1);
+  std::promise<void> done;
+  std::thread thread([&] {
+    worker.run();
+    done.set_value();
+  });
+  int c = ::socket(AF_INET, SOCK_STREAM, 0);
+  timeval tv{10, 0};
+  ::setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  sockaddr_in a = any;
+  a.sin_port = htons(port);
+  std::string response;
+  if (::connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+    const std::string req = "GET /x HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n";
+    if (::send(c, req.data(), req.size(), 0) == static_cast<ssize_t>(req.size())) {
+      char buf[4096];
+      ssize_t n;
+      while ((n = ::recv(c, buf, sizeof buf, 0)) > 0) response.append(buf, static_cast<std::size_t>(n));
+    }
+  }
+  ::close(c);
+  worker.stop();
+  REQUIRE(done.get_future().wait_for(std::chrono::seconds(30)) == std::future_status::ready);
+  thread.join();
+  CHECK(worker.clean());
+  return response;
+}
+
+}  // namespace
+
+TEST_CASE("tls upstream: the certificate is verified against the CA and the name", "[tls]") {
+  const auto saved = sluice::log::g_level.load();
+  sluice::log::set_level(sluice::log::Level::Error);
+  SECTION("the right name: proxied") {
+    TlsUpstream up;
+    const std::string r = through_tls_upstream(up, "site.test");
+    CHECK(r.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+    CHECK(r.size() >= 2);
+    CHECK(r.substr(r.size() - 2) == "ok");
+    CHECK(up.handshook());
+    CHECK(up.request().rfind("GET /x HTTP/1.1\r\n", 0) == 0);
+  }
+  SECTION("a name the certificate does not carry: 502, nothing sent") {
+    TlsUpstream up;
+    const std::string r = through_tls_upstream(up, "wrong.test");
+    CHECK(r.rfind("HTTP/1.1 502 Bad Gateway\r\n", 0) == 0);
+    CHECK_FALSE(up.handshook());
+    CHECK(up.request().empty());
+  }
+  sluice::log::g_level.store(saved);
 }
