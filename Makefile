@@ -19,6 +19,7 @@ test-deps:
 	@sh scripts/install-deps.sh --test
 
 build: deps
+	@sh scripts/dev-cert.sh
 	@test -f $(BUILD)/CMakeCache.txt || $(call CONFIGURE,$(BUILD),-DCMAKE_BUILD_TYPE=Release)
 	@cmake --build $(BUILD) -j $(JOBS)
 
@@ -32,6 +33,7 @@ test: test-deps build
 
 # The whole suite once more under AddressSanitizer + UndefinedBehaviorSanitizer.
 test-asan: test-deps
+	@sh scripts/dev-cert.sh
 	@test -f $(ASAN_BUILD)/CMakeCache.txt || $(call CONFIGURE,$(ASAN_BUILD),-DCMAKE_BUILD_TYPE=Debug -DSLUICE_SANITIZE=ON)
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \

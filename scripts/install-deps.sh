@@ -11,6 +11,7 @@ ninja-build:/usr/bin/ninja
 pkg-config:/usr/bin/pkg-config
 libuv1-dev:/usr/include/uv.h
 libssl-dev:/usr/include/openssl/ssl.h
+openssl:/usr/bin/openssl
 libtomlplusplus-dev:/usr/include/toml++/toml.h
 catch2:/usr/include/catch2/catch.hpp
 node-llhttp:/usr/share/llhttp/llhttp.c

@@ -89,7 +89,8 @@ until port_open "$port"; do
   sleep 0.1
 done
 
-echo "Sluice: open http://127.0.0.1:8080/  (Ctrl-C stops)"
+echo "Sluice: open http://127.0.0.1:8080/ or https://localhost:8443/  (Ctrl-C stops)"
+echo "        (the TLS certificate is self-signed, made by scripts/dev-cert.sh in conf/dev/)"
 phase=gateway
 status=0
 "$gateway" -c "$config" || status=$?

@@ -16,6 +16,8 @@
 #include <map>
 
 #include "config/reader.hpp"
+#include "config/tls_settings.hpp"
+#include "core/log.hpp"
 
 namespace sluice::config {
 namespace {
@@ -67,6 +69,12 @@ bool valid_path_prefix(std::string_view path) {
   });
 }
 
+// A header value Sluice writes as given: a CR or LF in it would end the
+// header early and let the rest be read as headers of its own.
+bool printable_ascii(std::string_view text) {
+  return std::all_of(text.begin(), text.end(), [](char c) { return c >= 0x20 && c <= 0x7e; });
+}
+
 class Loader {
  public:
   explicit Loader(const std::string& path) : in_(path) { config_.source_path = path; }
@@ -82,6 +90,11 @@ class Loader {
     load_listeners(root);
     load_upstreams(root);  // before routes, which refer to them by name
     load_routes(root);
+    // Logged here, whatever else the file holds: an expired certificate is
+    // worth knowing about in the same run that reports the file's errors.
+    config_.warnings = in_.take_warnings();
+    for (const ConfigError& w : config_.warnings)
+      SLUICE_LOG(Warn, "msg=\"%s\"", w.to_string().c_str());
     if (!in_.ok()) return in_.take_errors();
     return std::shared_ptr<const Config>(std::make_shared<Config>(std::move(config_)));
   }
@@ -173,7 +186,10 @@ class Loader {
     for (std::size_t i = 0; i < tables.size(); ++i) {
       const toml::table& t = *tables[i];
       const std::string prefix = indexed("listener", i);
-      in_.check_keys(t, prefix, {"address"});
+      in_.check_keys(t, prefix, {"address", "tls"});
+      // Read first, so its problems are reported even when the address is bad.
+      std::optional<ListenerTls> tls;
+      if (const auto f = in_.field(t, prefix, "tls")) tls = read_listener_tls(in_, *f);
       const auto f = in_.required(t, prefix, "address");
       const auto text = f ? in_.as_string(*f) : std::nullopt;
       if (!text) continue;
@@ -182,7 +198,7 @@ class Loader {
         in_.error(*f, *why);
         continue;
       }
-      Listener listener{*text, std::get<SocketAddress>(std::move(resolved))};
+      Listener listener{*text, std::get<SocketAddress>(std::move(resolved)), std::move(tls)};
       const auto& seen = config_.listeners;
       const auto dup = std::find_if(seen.begin(), seen.end(), [&](const Listener& other) {
         return same_address(other.addr, listener.addr);
@@ -203,8 +219,8 @@ class Loader {
     for (std::size_t i = 0; i < tables.size(); ++i) {
       const toml::table& t = *tables[i];
       const std::string prefix = indexed("upstream", i);
-      in_.check_keys(t, prefix,
-                     {"name", "servers", "balance", "keepalive", "max_fails", "fail_timeout"});
+      in_.check_keys(t, prefix, {"name", "servers", "balance", "keepalive", "max_fails",
+                                 "fail_timeout", "tls"});
       Upstream up;
       if (auto f = in_.required(t, prefix, "name")) {
         if (auto name = in_.as_string(*f)) {
@@ -224,6 +240,7 @@ class Loader {
       integer(t, prefix, "keepalive", 0, 10'000, up.keepalive);
       integer(t, prefix, "max_fails", 1, 1'000, up.max_fails);
       if (auto d = duration(t, prefix, "fail_timeout")) up.fail_timeout = *d;
+      if (auto f = in_.field(t, prefix, "tls")) read_upstream_tls(in_, *f, up.tls);
       // Kept even when other keys were bad, so routes that use the name are
       // not reported a second time as naming nothing.
       if (!up.name.empty()) {
@@ -258,7 +275,7 @@ class Loader {
     for (std::size_t i = 0; i < tables.size(); ++i) {
       const toml::table& t = *tables[i];
       const std::string prefix = indexed("route", i);
-      in_.check_keys(t, prefix, {"host", "path_prefix", "upstream", "strip_prefix"});
+      in_.check_keys(t, prefix, {"host", "path_prefix", "upstream", "strip_prefix", "hsts"});
       Route route;
       bool comparable = true;
       if (auto f = in_.field(t, prefix, "host")) {
@@ -291,6 +308,14 @@ class Loader {
       }
       if (auto f = in_.field(t, prefix, "strip_prefix"))
         if (auto b = in_.as_bool(*f)) route.strip_prefix = *b;
+      if (auto f = in_.field(t, prefix, "hsts")) {
+        if (auto value = in_.as_string(*f)) {
+          if (printable_ascii(*value))
+            route.hsts = std::move(*value);
+          else
+            in_.error(*f, "must be printable ASCII, without CR, LF or other control characters");
+        }
+      }
       // A route whose host or prefix was refused holds defaults there, which
       // would only produce a misleading duplicate report.
       if (comparable) {

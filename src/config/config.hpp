@@ -5,6 +5,8 @@
 // is never mutated: workers share it through std::shared_ptr<const Config>.
 // This unit never touches the event loop or the network (name resolution of
 // upstream servers happens here, at load time, blocking, off the data path).
+// It does read the TLS files a config names, to check them, and logs at warn
+// what is worth knowing but not worth refusing (an expired certificate).
 #pragma once
 
 #include <sys/socket.h>

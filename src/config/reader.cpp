@@ -45,12 +45,27 @@ void Reader::error(const toml::source_region& at, std::string key, std::string m
                                 std::move(message)});
 }
 
-std::vector<ConfigError> Reader::take_errors() {
-  std::stable_sort(errors_.begin(), errors_.end(), [](const ConfigError& a, const ConfigError& b) {
+void Reader::warning(const Field& f, std::string message) {
+  const auto& at = f.node->source().begin;
+  warnings_.push_back(ConfigError{file_, static_cast<std::uint32_t>(at.line),
+                                  static_cast<std::uint32_t>(at.column), f.path,
+                                  std::move(message)});
+}
+
+namespace {
+
+std::vector<ConfigError> in_file_order(std::vector<ConfigError> list) {
+  std::stable_sort(list.begin(), list.end(), [](const ConfigError& a, const ConfigError& b) {
     return std::pair{a.line, a.column} < std::pair{b.line, b.column};
   });
-  return std::move(errors_);
+  return list;
 }
+
+}  // namespace
+
+std::vector<ConfigError> Reader::take_errors() { return in_file_order(std::move(errors_)); }
+
+std::vector<ConfigError> Reader::take_warnings() { return in_file_order(std::move(warnings_)); }
 
 void Reader::check_keys(const toml::table& table, std::string_view prefix, Keys known) {
   for (const auto& entry : table) {

@@ -41,9 +41,13 @@ class Reader {
   void error(const Field& f, std::string message) {
     error(f.node->source(), f.path, std::move(message));
   }
+  // A problem that does not stop the load (an expired certificate): kept
+  // apart from the errors, so ok() still holds.
+  void warning(const Field& f, std::string message);
   bool ok() const { return errors_.empty(); }
   // The errors in file order (the walk follows sections, the reader wants lines).
   std::vector<ConfigError> take_errors();
+  std::vector<ConfigError> take_warnings();
 
   // Reports every key of `table` that is not in `known`.
   void check_keys(const toml::table& table, std::string_view prefix, Keys known);
@@ -71,6 +75,7 @@ class Reader {
  private:
   std::string file_;
   std::vector<ConfigError> errors_;
+  std::vector<ConfigError> warnings_;
 };
 
 }  // namespace sluice::config

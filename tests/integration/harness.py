@@ -265,10 +265,16 @@ class Sluice:
             t = threading.Thread(target=self._drain, args=(pipe, sink), daemon=True)
             t.start()
             self.readers.append(t)
+        # Waited in slices: a process that exits (a rejected config) notifies
+        # nobody once its pipes are drained, and should not cost READY_TIMEOUT.
+        deadline = time.monotonic() + READY_TIMEOUT
         with self.cond:
-            ready = self.cond.wait_for(
-                lambda: any("msg=ready" in l for l in self.stderr_lines)
-                or self.proc.poll() is not None, READY_TIMEOUT)
+            while True:
+                ready = self.cond.wait_for(
+                    lambda: any("msg=ready" in l for l in self.stderr_lines)
+                    or self.proc.poll() is not None, 0.1)
+                if ready or time.monotonic() >= deadline:
+                    break
             if ready and any("msg=ready" in l for l in self.stderr_lines):
                 return True
         if self.proc.poll() is None:

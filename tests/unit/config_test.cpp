@@ -122,7 +122,8 @@ class TempFile {
 };
 
 // Every value that kMinimal and conf/sluice.toml leave at (or set to) its
-// default; the two differ only in the upstream's name.
+// default; the two differ in the upstream's name and in the TLS listener that
+// conf/sluice.toml adds after the first, which is checked by its own test.
 void check_defaults(const Config& c, const std::string& upstream) {
   CHECK(c.server.workers == 0);
   CHECK(c.server.drain_timeout == 30s);
@@ -137,14 +138,16 @@ void check_defaults(const Config& c, const std::string& upstream) {
   CHECK(c.timeouts.upstream_response == 60s);
   CHECK(c.log.level == LogLevel::Info);
   CHECK(c.log.access == "stdout");
-  REQUIRE(c.listeners.size() == 1);
+  REQUIRE(!c.listeners.empty());
   CHECK(c.listeners[0].address == "127.0.0.1:8080");
+  CHECK_FALSE(c.listeners[0].tls.has_value());
   REQUIRE(c.routes.size() == 1);
   CHECK(c.routes[0].host == "*");
   CHECK(c.routes[0].path_prefix == "/");
   CHECK(c.routes[0].upstream == upstream);
   CHECK(c.routes[0].upstream_index == 0);
   CHECK_FALSE(c.routes[0].strip_prefix);
+  CHECK(c.routes[0].hsts.empty());
   REQUIRE(c.upstreams.size() == 1);
   const auto& up = c.upstreams[0];
   CHECK(up.name == upstream);
@@ -155,7 +158,32 @@ void check_defaults(const Config& c, const std::string& upstream) {
   CHECK(up.keepalive == 64);
   CHECK(up.max_fails == 3);
   CHECK(up.fail_timeout == 10s);
+  CHECK_FALSE(up.tls.enabled);
+  CHECK(up.tls.verify);
+  CHECK(up.tls.ca.empty());
+  CHECK(up.tls.server_name.empty());
+  CHECK(up.tls.cert.empty());
+  CHECK(up.tls.key.empty());
+  CHECK(c.warnings.empty());
 }
+
+// The working directory changed for the scope: the shipped configs name
+// their TLS files relative to the repository's root.
+class InDirectory {
+ public:
+  explicit InDirectory(const std::string& dir) : saved_(std::filesystem::current_path()) {
+    std::filesystem::current_path(dir);
+  }
+  ~InDirectory() {
+    std::error_code ec;
+    std::filesystem::current_path(saved_, ec);
+  }
+  InDirectory(const InDirectory&) = delete;
+  InDirectory& operator=(const InDirectory&) = delete;
+
+ private:
+  std::filesystem::path saved_;
+};
 
 }  // namespace
 
@@ -246,6 +274,7 @@ TEST_CASE("config: defaults apply when optional sections are absent", "[config]"
   const auto c = load_ok(kMinimal);
   CHECK(c->source_path == kPath);
   check_defaults(*c, "app");
+  CHECK(c->listeners.size() == 1);
 }
 
 TEST_CASE("config: a full valid config sets every field", "[config]") {
@@ -383,7 +412,7 @@ TEST_CASE("config: unknown key is an error naming file:line:col", "[config]") {
 TEST_CASE("config: unknown keys are found in every table", "[config]") {
   const auto errors = load_bad(R"([[listener]]
 address = "127.0.0.1:8080"
-tls = true
+backlog = 128
 [[route]]
 upstream = "app"
 weight = 1
@@ -395,7 +424,7 @@ retries = 2
 enabled = true
 )");
   CHECK(errors.size() == 4);
-  CHECK(error_for(errors, "listener[0].tls").message == "unknown key");
+  CHECK(error_for(errors, "listener[0].backlog").message == "unknown key");
   CHECK(error_for(errors, "route[0].weight").message == "unknown key");
   CHECK(error_for(errors, "upstream[0].retries").message == "unknown key");
   CHECK(error_for(errors, "admin").message == "unknown key");
@@ -644,10 +673,32 @@ TEST_CASE("config: a file that cannot be read is an error without a place", "[co
 
 #ifdef SLUICE_SOURCE_DIR
 TEST_CASE("config: the shipped configs load", "[config]") {
-  const std::string dir = SLUICE_SOURCE_DIR;
-  const auto example = config_of(load_config(dir + "/conf/example-full.toml"));
-  CHECK(example->routes.size() == 4);
-  // sluice.toml writes every key out at its default value.
-  check_defaults(*config_of(load_config(dir + "/conf/sluice.toml")), "demo");
+  InDirectory root(SLUICE_SOURCE_DIR);
+  INFO("conf/dev/localhost.pem and .key come from `sh scripts/dev-cert.sh` (run by make build)");
+  const auto example = config_of(load_config("conf/example-full.toml"));
+  CHECK(example->routes.size() == 5);
+  REQUIRE(example->listeners.size() == 3);
+  REQUIRE(example->listeners[2].tls.has_value());
+  CHECK(example->listeners[2].tls->certificates.size() == 2);
+  CHECK(example->listeners[2].tls->min_version == TlsVersion::V1_3);
+  CHECK(example->routes[3].hsts == "max-age=31536000; includeSubDomains");
+  CHECK(example->upstreams.at(4).tls.enabled);
+  CHECK(example->upstreams.at(4).tls.cert == "conf/dev/localhost.pem");
+
+  // sluice.toml writes every key out at its default value, and adds a TLS
+  // listener on the dev certificate.
+  const auto c = config_of(load_config("conf/sluice.toml"));
+  check_defaults(*c, "demo");
+  REQUIRE(c->listeners.size() == 2);
+  const Listener& secure = c->listeners[1];
+  CHECK(secure.address == "127.0.0.1:8443");
+  REQUIRE(secure.tls.has_value());
+  REQUIRE(secure.tls->certificates.size() == 1);
+  CHECK(secure.tls->certificates[0].cert == "conf/dev/localhost.pem");
+  CHECK(secure.tls->certificates[0].key == "conf/dev/localhost.key");
+  CHECK(secure.tls->certificates[0].ocsp_staple.empty());
+  CHECK(secure.tls->min_version == TlsVersion::V1_2);
+  CHECK(secure.tls->alpn == std::vector<std::string>{"http/1.1"});
+  CHECK(secure.tls->session_tickets);
 }
 #endif
