@@ -1,11 +1,14 @@
 // TlsServerContext and TlsTransport: see tls.hpp.
 #include "net/tls.hpp"
 
+#include <openssl/core_names.h>
 #include <openssl/err.h>
+#include <openssl/rand.h>
 #include <openssl/ocsp.h>
 #include <openssl/x509v3.h>
 
 #include <algorithm>
+#include <ctime>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -23,6 +26,55 @@ constexpr const char* kTls12Ciphers =
     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
 constexpr const char* kGroups = "X25519:P-256:P-384";
+// Session tickets are sealed with the key of the current period and accepted
+// for one period more (then renewed): a key lives at most two periods.
+constexpr std::time_t kTicketKeyPeriod = 12 * 60 * 60;
+
+struct TicketKeys {
+  unsigned char name[16];
+  unsigned char aes[32];
+  unsigned char mac[32];
+};
+
+bool derive(const unsigned char* secret, const char* label, std::int64_t epoch, unsigned char* out,
+            std::size_t out_len) {
+  unsigned char input[48];
+  std::size_t n = std::strlen(label);
+  std::memcpy(input, label, n);
+  for (int i = 0; i < 8; ++i) input[n++] = static_cast<unsigned char>(epoch >> (8 * i));
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  std::size_t digest_len = 0;
+  if (!EVP_Q_mac(nullptr, "HMAC", nullptr, "SHA256", nullptr, secret, 32, input, n, digest,
+                 sizeof digest, &digest_len) ||
+      digest_len < out_len) {
+    return false;
+  }
+  std::memcpy(out, digest, out_len);
+  return true;
+}
+
+// The keys of `epoch` for `secret`, cached per thread (no lock, no sharing).
+const TicketKeys* ticket_keys(const unsigned char* secret, std::int64_t epoch) {
+  struct Cached {
+    const unsigned char* secret = nullptr;
+    std::int64_t epoch = -1;
+    TicketKeys keys{};
+  };
+  thread_local Cached cache[4];
+  for (Cached& c : cache) {
+    if (c.secret == secret && c.epoch == epoch) return &c.keys;
+  }
+  Cached& slot = cache[static_cast<std::size_t>(epoch) % 4];
+  if (!derive(secret, "sluice ticket name", epoch, slot.keys.name, 16) ||
+      !derive(secret, "sluice ticket aes", epoch, slot.keys.aes, 32) ||
+      !derive(secret, "sluice ticket mac", epoch, slot.keys.mac, 32)) {
+    slot.secret = nullptr;
+    return nullptr;
+  }
+  slot.secret = secret;
+  slot.epoch = epoch;
+  return &slot.keys;
+}
 
 std::string openssl_error() {
   unsigned long e = ERR_get_error();
@@ -121,6 +173,10 @@ bool load_pair(SSL_CTX* ctx, const config::TlsCertificate& c, std::string& error
 std::unique_ptr<TlsServerContext> TlsServerContext::build(const config::ListenerTls& conf,
                                                           std::string& error) {
   std::unique_ptr<TlsServerContext> self(new TlsServerContext);
+  if (RAND_bytes(self->ticket_secret_, sizeof self->ticket_secret_) != 1) {
+    error = "RAND_bytes: " + openssl_error();
+    return nullptr;
+  }
   for (const std::string& p : conf.alpn) {
     self->alpn_.push_back(static_cast<unsigned char>(p.size()));
     self->alpn_.insert(self->alpn_.end(), p.begin(), p.end());
@@ -149,6 +205,8 @@ std::unique_ptr<TlsServerContext> TlsServerContext::build(const config::Listener
       entry = &self->entries_.back();
       SSL_CTX_set_tlsext_servername_callback(ctx, on_servername);
       SSL_CTX_set_tlsext_servername_arg(ctx, self.get());
+      SSL_CTX_set_app_data(ctx, self.get());
+      if (conf.session_tickets) SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, on_ticket_key);
       if (!self->alpn_.empty()) SSL_CTX_set_alpn_select_cb(ctx, on_alpn, self.get());
     }
     if (!load_pair(entry->ctx, c, error)) return nullptr;
@@ -230,6 +288,43 @@ int TlsServerContext::on_ocsp(SSL* ssl, void* arg) {
     return SSL_TLSEXT_ERR_OK;
   }
   return SSL_TLSEXT_ERR_NOACK;
+}
+
+int TlsServerContext::on_ticket_key(SSL* ssl, unsigned char name[16], unsigned char* iv,
+                                    EVP_CIPHER_CTX* cipher, EVP_MAC_CTX* mac, int enc) {
+  // Tickets are keyed by the context the handshake started on (OpenSSL's
+  // session context), whatever SNI switched to.
+  auto* self = static_cast<TlsServerContext*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
+  if (!self) return -1;
+  const std::int64_t now = static_cast<std::int64_t>(std::time(nullptr) / kTicketKeyPeriod);
+  OSSL_PARAM params[3];
+  auto mac_params = [&](const TicketKeys* k) {
+    params[0] = OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, const_cast<unsigned char*>(k->mac), 32);
+    params[1] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, const_cast<char*>("SHA256"), 0);
+    params[2] = OSSL_PARAM_construct_end();
+    return EVP_MAC_CTX_set_params(mac, params) == 1;
+  };
+  if (enc) {
+    const TicketKeys* k = ticket_keys(self->ticket_secret_, now);
+    if (!k || RAND_bytes(iv, 16) != 1) return -1;
+    std::memcpy(name, k->name, 16);
+    if (EVP_EncryptInit_ex(cipher, EVP_aes_256_cbc(), nullptr, k->aes, iv) != 1 || !mac_params(k)) {
+      return -1;
+    }
+    return 1;
+  }
+  for (std::int64_t epoch : {now, now - 1}) {
+    const TicketKeys* k = ticket_keys(self->ticket_secret_, epoch);
+    if (!k || std::memcmp(name, k->name, 16) != 0) continue;
+    if (EVP_DecryptInit_ex(cipher, EVP_aes_256_cbc(), nullptr, k->aes, iv) != 1 || !mac_params(k)) {
+      return -1;
+    }
+    // 2: valid, and issue a fresh ticket (under the current key). Always, not
+    // only for the older key: a TLS 1.3 client should not reuse a ticket
+    // (RFC 8446 C.4), so each resumption must leave it a new one.
+    return 2;
+  }
+  return 0;  // unknown key: a full handshake
 }
 
 // ---- TlsClientContext
@@ -520,6 +615,7 @@ void TlsTransport::on_read(Block* block, std::size_t n) {
   if (!first_bytes_seen_) {
     first_bytes_seen_ = true;
     if (refuse_plain_http(block->data, n)) {
+      ++io_.counters.tls_plain_http;
       failed_ = true;
       handler_.on_error(UV_EPROTO);
       return;
@@ -540,6 +636,7 @@ void TlsTransport::pump() {
       flush();
       if (r == 1) {
         handshake_done_ = true;
+        ++io_.counters.tls_handshakes;
         if (!early_.empty()) {
           OutBatch pending;
           pending.swap(early_);
@@ -555,6 +652,7 @@ void TlsTransport::pump() {
       }
       int err = SSL_get_error(ssl_, r);
       if (err == SSL_ERROR_WANT_READ) break;
+      ++io_.counters.tls_handshake_failures;
       if (client_ && SSL_get_verify_result(ssl_) != X509_V_OK) {
         SLUICE_LOG(Warn, "msg=\"upstream certificate refused\" reason=\"%s\"",
                    X509_verify_cert_error_string(SSL_get_verify_result(ssl_)));
@@ -593,6 +691,7 @@ void TlsTransport::pump() {
 
 void TlsTransport::on_eof() {
   if (closing_) return;
+  if (!handshake_done_ && !failed_) ++io_.counters.tls_handshake_failures;  // gave up half-way
   handler_.on_eof();
 }
 

@@ -11,6 +11,7 @@
 // HTTP code above it cannot tell it from TCP.
 #pragma once
 
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 
 #include <memory>
@@ -49,8 +50,13 @@ class TlsServerContext {
   static int on_alpn(SSL* ssl, const unsigned char** out, unsigned char* outlen,
                      const unsigned char* in, unsigned int inlen, void* arg);
   static int on_ocsp(SSL* ssl, void* arg);
+  static int on_ticket_key(SSL* ssl, unsigned char name[16], unsigned char* iv,
+                           EVP_CIPHER_CTX* cipher, EVP_MAC_CTX* mac, int enc);
 
   std::vector<Entry> entries_;  // entries_[0] is the default
+  // Ticket keys are derived from this secret for each rotation period, so
+  // that no worker ever writes shared state to rotate them.
+  unsigned char ticket_secret_[32] = {};
   std::vector<unsigned char> alpn_;  // ALPN wire format, server preference order
 };
 

@@ -54,9 +54,19 @@ class OutBatch {
 
 struct WriteReq;
 
+// Per-worker counters of the transport layer (read by the metrics later;
+// summed over workers on scrape, never shared while counting).
+struct IoCounters {
+  std::uint64_t tls_handshakes = 0;          // completed, server and client side
+  std::uint64_t tls_handshake_failures = 0;  // refused, broken, or bad certificates
+  std::uint64_t tls_plain_http = 0;          // plain HTTP sent to a TLS listener
+};
+
 // Per-worker I/O resources shared by every transport of that worker.
 class IoContext {
  public:
+  IoCounters counters;
+
   explicit IoContext(uv_loop_t* loop) : loop_(loop) {}
   ~IoContext();
   IoContext(const IoContext&) = delete;

@@ -204,6 +204,7 @@ void Session::on_timer(uv_timer_t* t) noexcept {
   switch (self->phase_) {
     case Phase::Idle:
       if (!self->client_->ready()) {
+        ++self->w_.io().counters.tls_handshake_failures;
         self->finish(CloseReason::HeaderTimeout);  // the TLS handshake never finished
       } else if (self->requests_ == 0) {
         self->respond_local(408, CloseReason::HeaderTimeout);

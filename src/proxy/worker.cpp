@@ -73,6 +73,13 @@ void Worker::run() {
   uv_run(&loop_, UV_RUN_DEFAULT);
 
   access_log_.flush();
+  const net::IoCounters& c = io_.counters;
+  SLUICE_LOG(Info,
+             "worker=%u msg=stopped tls_handshakes=%llu tls_handshake_failures=%llu "
+             "tls_plain_http=%llu",
+             index_, static_cast<unsigned long long>(c.tls_handshakes),
+             static_cast<unsigned long long>(c.tls_handshake_failures),
+             static_cast<unsigned long long>(c.tls_plain_http));
   int r = uv_loop_close(&loop_);
   if (r == UV_EBUSY) {
     uv_walk(&loop_, [](uv_handle_t* h, void*) {
