@@ -30,25 +30,12 @@
 # exit, by pid. Every wrk run is bounded by `timeout`.
 set -eu
 
-die() {
-  echo "bench: $*" >&2
-  exit 1
-}
-say() {
-  echo "bench: $*" >&2
-}
-
+bench_tag=bench
 caller_dir=$(pwd)
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/common.sh
+. "$root/bench/common.sh"
 
-# Paths given by the caller are relative to where they called from; the
-# defaults are relative to the repository.
-abspath() {
-  case $1 in
-    /*) printf '%s\n' "$1" ;;
-    *) printf '%s\n' "$caller_dir/$1" ;;
-  esac
-}
 if [ -n "${SLUICE_BIN:-}" ]; then sluice_bin=$(abspath "$SLUICE_BIN"); else sluice_bin=$root/build/sluice; fi
 if [ -n "${BENCH_RESULTS:-}" ]; then results=$(abspath "$BENCH_RESULTS"); else results=$root/bench/RESULTS.md; fi
 duration=${BENCH_DURATION:-10}
@@ -65,13 +52,9 @@ python=$(command -v python3 || echo /usr/bin/python3)
 
 # --- checks ----------------------------------------------------------------
 
-for setting in "BENCH_DURATION=$duration" "BENCH_CONNECTIONS=$connections" \
-    "BENCH_THREADS=$threads" "BENCH_RUNS=$runs" "BENCH_WARMUP=$warmup" \
-    "BENCH_PROXY_CPU=$proxy_cpu" "BENCH_LOAD_CPU=$load_cpu"; do
-  case ${setting#*=} in
-    '' | *[!0-9]*) die "${setting%%=*} must be a whole number, not '${setting#*=}'" ;;
-  esac
-done
+check_whole "BENCH_DURATION=$duration" "BENCH_CONNECTIONS=$connections" \
+  "BENCH_THREADS=$threads" "BENCH_RUNS=$runs" "BENCH_WARMUP=$warmup" \
+  "BENCH_PROXY_CPU=$proxy_cpu" "BENCH_LOAD_CPU=$load_cpu"
 [ "$duration" -ge 1 ] || die "BENCH_DURATION must be at least 1"
 [ "$runs" -ge 1 ] || die "BENCH_RUNS must be at least 1"
 [ "$threads" -ge 1 ] || die "BENCH_THREADS must be at least 1"
@@ -102,77 +85,7 @@ done
 
 # --- temp dir, servers, cleanup ----------------------------------------------
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench.XXXXXX")
-pids=""
-
-# Exit 0 while the process lives (a zombie counts as gone).
-alive() {
-  [ -r "/proc/$1/stat" ] || return 1
-  state=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)
-  [ -n "$state" ] && [ "$state" != Z ]
-}
-
-# shellcheck disable=SC2317  # called from the EXIT trap
-cleanup() {
-  for pid in $pids; do kill -TERM "$pid" 2>/dev/null || true; done
-  deadline=$(( $(date +%s) + 15 ))
-  for pid in $pids; do
-    while alive "$pid" && [ "$(date +%s)" -lt "$deadline" ]; do sleep 0.1; done
-    if alive "$pid"; then
-      say "pid $pid did not stop on SIGTERM; killing it"
-      # An nginx master killed outright leaves its workers: take them too.
-      # shellcheck disable=SC2013  # the file is one line of pids
-      for child in $(cat "/proc/$pid/task/$pid/children" 2>/dev/null); do
-        kill -KILL "$child" 2>/dev/null || true
-      done
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-  done
-  pids=""
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'say interrupted; exit 130' INT
-trap 'say terminated; exit 143' TERM
-
-# Exit 0 when something accepts TCP connections on 127.0.0.1:$1.
-port_open() {
-  "$python" -c '
-import socket, sys
-try:
-    socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=0.5).close()
-except OSError:
-    sys.exit(1)
-' "$1"
-}
-
-# start NAME CPU COMMAND...: runs COMMAND pinned to CPU in the background,
-# output to $tmp/NAME.log; sets $started to its pid.
-start() {
-  name=$1 cpu=$2
-  shift 2
-  taskset -c "$cpu" "$@" >"$tmp/$name.log" 2>&1 &
-  started=$!
-  pids="$pids $started"
-}
-
-# wait_ready NAME PID PORT: waits (at most 10 s) for PORT to accept.
-wait_ready() {
-  deadline=$(( $(date +%s) + 10 ))
-  until port_open "$3"; do
-    if ! alive "$2"; then
-      tail -n 20 "$tmp/$1.log" >&2 || true
-      die "$1 exited before listening on 127.0.0.1:$3 (its output is above)"
-    fi
-    if [ "$(date +%s)" -ge "$deadline" ]; then
-      tail -n 20 "$tmp/$1.log" >&2 || true
-      die "$1 did not accept connections on 127.0.0.1:$3 within 10 s"
-    fi
-    sleep 0.1
-  done
-  alive "$2" || die "$1 is gone, yet 127.0.0.1:$3 accepts: another program took the port; run again"
-}
+bench_tmp sluice-bench
 
 # fill TEMPLATE OUT DIR PORT: a config from a template in bench/.
 fill() {
@@ -181,13 +94,7 @@ fill() {
 }
 
 # Three distinct free loopback ports, held open together while they are chosen.
-ports=$("$python" -c '
-import socket
-socks = [socket.socket() for _ in range(3)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-')
+ports=$(free_ports 3)
 read -r backend_port nginx_port sluice_port <<EOF
 $ports
 EOF
@@ -244,33 +151,6 @@ measure() {
   fi
 }
 
-# wrk --latency output -> "REQUESTS_PER_S P99_MS ERRORS"
-parse_wrk() {
-  awk '
-    /^Requests\/sec:/ { rps = $2 }
-    $1 == "99%" {
-      n = $2 + 0; u = $2; sub(/^[0-9.]+/, "", u)
-      if (u == "us") p99 = n / 1000
-      else if (u == "ms") p99 = n
-      else if (u == "s") p99 = n * 1000
-      else if (u == "m") p99 = n * 60000
-      else if (u == "h") p99 = n * 3600000
-    }
-    /Non-2xx or 3xx responses:/ { errors += $NF }
-    /Socket errors:/ { gsub(/,/, ""); errors += $4 + $6 + $8 + $10 }
-    END {
-      if (rps == "" || p99 == "") exit 1
-      printf "%s %.3f %d\n", rps, p99, errors
-    }' "$1"
-}
-
-# The middle value of the numbers on stdin (mean of the two middle ones for an even count).
-median() {
-  sort -g | awk '{ v[NR] = $1 } END {
-    if (NR == 0) exit 1
-    if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-
 ntargets=0
 for t in $targets; do ntargets=$((ntargets + 1)); done
 estimate=$(( ntargets * (warmup + runs * duration) ))
@@ -303,21 +183,8 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 nginx_version=$("$nginx_bin" -v 2>&1 | sed 's/^nginx version: //')
 wrk_version=$("$wrk_bin" -v 2>&1 | head -n 1 | sed 's/ *Copyright.*//')
-if wants sluice; then
-  if version_out=$(timeout 5 "$sluice_bin" --version 2>&1) && [ -n "$version_out" ]; then
-    sluice_version=$(printf '%s\n' "$version_out" | head -n 1)
-  else
-    sluice_version="(no --version output)"
-  fi
-  if commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null); then
-    [ -z "$(git -C "$root" status --porcelain 2>/dev/null)" ] || commit="$commit + uncommitted changes"
-  else
-    commit="no commit yet"
-  fi
-  sluice_version="$sluice_version, tree $commit"
-fi
-cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
-[ -n "$cpu_model" ] || cpu_model=unknown
+if wants sluice; then sluice_version=$(sluice_version "$sluice_bin"); fi
+cpu_model=$(cpu_model)
 
 env_line="SLUICE_BIN=${SLUICE_BIN:-build/sluice} BENCH_DURATION=$duration BENCH_CONNECTIONS=$connections"
 env_line="$env_line BENCH_THREADS=$threads BENCH_RUNS=$runs BENCH_WARMUP=$warmup"
@@ -428,6 +295,10 @@ report="$tmp/RESULTS.md"
   echo '```'
   echo
   echo "TMP is the run's mktemp -d directory; the configs there are the bench/*.in templates with the ports filled in."
+  echo
+  echo "## TLS, idle memory, testssl"
+  echo
+  echo "In [RESULTS-tls.md](RESULTS-tls.md), written by \`bench/tls.sh\`, \`bench/idle_memory.py\` and \`bench/testssl.sh\`."
 } >"$report"
 
 mkdir -p "$(dirname "$results")"

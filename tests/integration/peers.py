@@ -394,16 +394,25 @@ class Blackhole:
 class Nginx:
     """A real nginx on 127.0.0.1:<free port>, single process, everything under
     its own temp dir. Its access log records the connection serial number and
-    the per-connection request count, and the forwarding headers it received."""
+    the per-connection request count, and the forwarding headers it received.
+
+    With `tls` (a dict: "cert", "key" PEM paths and optionally "client_ca",
+    which turns on `ssl_verify_client on` against that CA) the port speaks
+    TLS only, and the log also records the SNI name, the protocol and the
+    client-certificate verdict (sni=, proto=, client_verify=, client_dn=).
+    `name` is its directory under tmpdir, so one test can run several."""
 
     LOG_FORMAT = ('conn=$connection reqs=$connection_requests method=$request_method '
                   'uri=$request_uri status=$status '
                   'xff="$http_x_forwarded_for" xfp="$http_x_forwarded_proto" '
                   'xfh="$http_x_forwarded_host" via="$http_via" host="$http_host" '
                   'conn_hdr="$http_connection"')
+    TLS_LOG_FORMAT = (' sni="$ssl_server_name" proto=$ssl_protocol '
+                      'client_verify=$ssl_client_verify client_dn="$ssl_client_s_dn"')
 
-    def __init__(self, tmpdir, files=None, extra_locations=""):
-        self.dir = os.path.join(tmpdir, "nginx")
+    def __init__(self, tmpdir, files=None, extra_locations="", tls=None, name="nginx"):
+        self.dir = os.path.join(tmpdir, name)
+        self.tls = dict(tls) if tls else None
         os.makedirs(os.path.join(self.dir, "www"), exist_ok=True)
         for name, data in (files or {}).items():
             path = os.path.join(self.dir, "www", name)
@@ -420,6 +429,17 @@ class Nginx:
         echo_location = ("location = /echo { client_body_buffer_size 4m; "
                          "echo_read_request_body; echo_request_body; }"
                          if self.has_echo else "")
+        listen = self.addr
+        log_format = self.LOG_FORMAT
+        ssl_conf = ""
+        if self.tls:
+            listen += " ssl"
+            log_format += self.TLS_LOG_FORMAT
+            ssl_conf = "ssl_certificate %s; ssl_certificate_key %s;" % (
+                self.tls["cert"], self.tls["key"])
+            if self.tls.get("client_ca"):
+                ssl_conf += " ssl_verify_client on; ssl_client_certificate %s;" % (
+                    self.tls["client_ca"])
         conf = echo_load + """
 daemon off;
 master_process off;
@@ -442,7 +462,8 @@ http {
     sendfile on;
     etag on;
     server {
-        listen %(addr)s;
+        listen %(listen)s;
+        %(ssl)s
         root %(d)s/www;
         location = /hello { default_type text/plain; return 200 "hello from nginx\\n"; }
         location = /nothing { return 204; }
@@ -455,8 +476,8 @@ http {
         location / { }
     }
 }
-""" % {"d": d, "fmt": self.LOG_FORMAT, "addr": self.addr, "extra": extra_locations,
-       "echo": echo_location}
+""" % {"d": d, "fmt": log_format, "listen": listen, "ssl": ssl_conf,
+       "extra": extra_locations, "echo": echo_location}
         self.conf_path = os.path.join(d, "nginx.conf")
         with open(self.conf_path, "w") as f:
             f.write(conf)

@@ -14,9 +14,10 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Sluice, _toml_value, curl, free_port, to_toml  # noqa: E402
+from harness import Sluice, _toml_value, curl, free_port  # noqa: E402
 from httpwire import LOOPBACK, Headers  # noqa: E402
 
 OPENSSL_BIN = shutil.which("openssl") or "/usr/bin/openssl"
@@ -167,6 +168,114 @@ class Pki:
         return {"cert": self.other_pem, "key": self.other_key}
 
 
+_EXT_CLIENT = """\
+[ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+"""
+
+_EXT_OCSP_SIGNER = """\
+[ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = critical, OCSPSigning
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+"""
+
+# A leaf whose AIA names an OCSP responder: what makes a staple meaningful.
+# The URI is never contacted (port 1 on loopback).
+_EXT_LEAF_WITH_OCSP = _EXT_LEAF + "authorityInfoAccess = OCSP;URI:http://127.0.0.1:1/\n"
+
+
+class UpstreamPki(Pki):
+    """A PKI for TLS towards upstreams, all EC P-256, leaves signed by the root:
+
+      ca.pem                 root CA
+      api.pem / api.key      server leaf for DNS:API_NAME
+      client.pem / .key      client leaf (clientAuth) for mutual TLS
+      rogue-ca.pem           an unrelated CA that signed nothing we serve
+    """
+
+    API_NAME = "api.internal"
+
+    def _generate(self):
+        ca_key = self._key("ca.key", "ec")
+        self._cert("ca", ca_key, "/O=Sluice Tests/CN=Sluice Upstream Test CA", _EXT_CA)
+        self.api_key = self._key("api.key", "ec")
+        self.api_pem = self._cert("api", self.api_key, "/CN=" + self.API_NAME,
+                                  _EXT_LEAF % ("DNS:" + self.API_NAME), self.ca_pem, ca_key)
+        self.client_key = self._key("client.key", "ec")
+        self.client_pem = self._cert("client", self.client_key, "/CN=sluice-upstream-client",
+                                     _EXT_CLIENT, self.ca_pem, ca_key)
+        rogue_key = self._key("rogue-ca.key", "ec")
+        self.rogue_ca_pem = self._cert("rogue-ca", rogue_key,
+                                       "/O=Sluice Tests/CN=Sluice Rogue CA", _EXT_CA)
+
+
+def cert_serial_hex(path):
+    """The serial number as `openssl x509 -serial` prints it (upper-case hex),
+    which is how an `openssl ocsp -index` file names a certificate."""
+    out = run_openssl(["x509", "-in", path, "-noout", "-serial"]).stdout.decode()
+    return out.strip().split("=", 1)[1]
+
+
+class OcspPki(Pki):
+    """A root CA, a leaf for DNS:OCSP_NAME whose AIA names an OCSP responder,
+    a delegated OCSP signer, and a DER OCSP response saying the leaf is good,
+    all made offline with `openssl ocsp`:
+
+      ca.pem                   root CA (EC P-256)
+      ocsp-leaf.pem / .key     the leaf to staple for
+      ocsp-signer.pem / .key   OCSPSigning certificate signed by the root
+      index.txt                the responder's database: the leaf, valid
+      req.der / resp.der       the OCSP request for the leaf and its response
+    """
+
+    OCSP_NAME = "ocsp.test"
+
+    def _generate(self):
+        ca_key = self._key("ca.key", "ec")
+        self._cert("ca", ca_key, "/O=Sluice Tests/CN=Sluice OCSP Test CA", _EXT_CA)
+        self.leaf_key = self._key("ocsp-leaf.key", "ec")
+        self.leaf_pem = self._cert("ocsp-leaf", self.leaf_key, "/CN=" + self.OCSP_NAME,
+                                   _EXT_LEAF_WITH_OCSP % ("DNS:" + self.OCSP_NAME),
+                                   self.ca_pem, ca_key)
+        signer_key = self._key("ocsp-signer.key", "ec")
+        signer_pem = self._cert("ocsp-signer", signer_key, "/CN=Sluice OCSP Signer",
+                                _EXT_OCSP_SIGNER, self.ca_pem, ca_key)
+        self.serial = cert_serial_hex(self.leaf_pem)
+        expiry = time.strftime("%y%m%d%H%M%SZ", time.gmtime(time.time() + 30 * 86400))
+        # index.txt: status, expiry, revocation date (none), serial, file, subject.
+        self.index = self._write("index.txt", "V\t%s\t\t%s\tunknown\t/CN=%s\n" % (
+            expiry, self.serial, self.OCSP_NAME))
+        self._write("index.txt.attr", "unique_subject = no\n")
+        self.req_der = self.path("req.der")
+        self.resp_der = self.path("resp.der")
+        run_openssl(["ocsp", "-issuer", self.ca_pem, "-cert", self.leaf_pem, "-no_nonce",
+                     "-reqout", self.req_der])
+        run_openssl(["ocsp", "-index", self.index, "-rsigner", signer_pem, "-rkey", signer_key,
+                     "-CA", self.ca_pem, "-reqin", self.req_der, "-respout", self.resp_der,
+                     "-ndays", "7"])
+
+    def check_response(self):
+        """What `openssl ocsp` itself makes of resp.der, verified against the
+        root: the control for the stapling tests. Returns its output."""
+        proc = run_openssl(["ocsp", "-respin", self.resp_der, "-CAfile", self.ca_pem,
+                            "-issuer", self.ca_pem, "-cert", self.leaf_pem], check=False)
+        return proc.stdout.decode() + proc.stderr.decode()
+
+    def leaf(self, staple=True):
+        """A [listener.tls] certificates entry, with the staple or without."""
+        entry = {"cert": self.leaf_pem, "key": self.leaf_key}
+        if staple:
+            entry["ocsp_staple"] = self.resp_der
+        return entry
+
+
 def cert_subject_cn(pem_text):
     """The CN of the first certificate in `pem_text`, via `openssl x509`."""
     proc = run_openssl(["x509", "-noout", "-subject", "-nameopt", "multiline"],
@@ -183,8 +292,31 @@ def cert_dns_names(pem_text):
 # ---------------------------------------------------------------------------
 # sluice with TLS listeners
 
+def toml_value(v):
+    """harness._toml_value plus inline tables: a dict is `{ k = v, ... }`, at
+    any depth (an upstream's `tls = { ... }`, a list of certificate entries)."""
+    if isinstance(v, dict):
+        return _inline_table(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    return _toml_value(v)
+
+
 def _inline_table(d):
-    return "{ " + ", ".join("%s = %s" % (k, _toml_value(v)) for k, v in d.items()) + " }"
+    return "{ " + ", ".join("%s = %s" % (k, toml_value(v)) for k, v in d.items()) + " }"
+
+
+def to_toml_inline(doc):
+    """harness.to_toml, with dict values written as inline tables."""
+    out = []
+    for section, body in doc.items():
+        items = [body] if isinstance(body, dict) else body
+        header = "[%s]" if isinstance(body, dict) else "[[%s]]"
+        for item in items:
+            out.append(header % section)
+            out.extend("%s = %s" % (k, toml_value(v)) for k, v in item.items())
+            out.append("")
+    return "\n".join(out)
 
 
 def tls_table(certificates, **options):
@@ -198,7 +330,8 @@ def tls_table(certificates, **options):
 class TlsSluice(Sluice):
     """The harness's Sluice whose listeners may carry a [listener.tls] table:
     `listener_tls[i]` is a tls_table() for listener i, or None for plain TCP.
-    `tls_port` and `plain_port` name the first listener of each kind."""
+    `tls_port` and `plain_port` name the first listener of each kind. Dict
+    values in the config document (an upstream's `tls`) become inline tables."""
 
     def __init__(self, tmpdir, doc, listener_tls):
         super().__init__(tmpdir, doc, listeners=len(listener_tls))
@@ -215,7 +348,7 @@ class TlsSluice(Sluice):
     def config_text(self):
         doc = dict(self.doc)
         doc.pop("listener", None)
-        out = [to_toml(doc)]
+        out = [to_toml_inline(doc)]
         for port, tls in zip(self.ports, self.listener_tls):
             out.append("[[listener]]")
             out.append("address = %s" % _toml_value("%s:%d" % (LOOPBACK, port)))
@@ -223,11 +356,7 @@ class TlsSluice(Sluice):
             if tls is not None:
                 out.append("[listener.tls]")
                 for k, v in tls.items():
-                    if k == "certificates":
-                        v = "[" + ", ".join(_inline_table(c) for c in v) + "]"
-                    else:
-                        v = _toml_value(v)
-                    out.append("%s = %s" % (k, v))
+                    out.append("%s = %s" % (k, toml_value(v)))
                 out.append("")
         return "\n".join(out)
 
@@ -270,6 +399,14 @@ class SClientResult:
         self.certs = _PEM_RX.findall(self.stdout)
         m = re.search(r"^subject=(.*)$", self.stdout, re.M)
         self.subject = m.group(1).strip() if m else None
+        # With -status: the stapled OCSP response as s_client prints it.
+        self.ocsp_none = "OCSP response: no response sent" in self.stdout
+        m = re.search(r"^\s*OCSP Response Status: (\S+)", self.stdout, re.M)
+        self.ocsp_status = m.group(1) if m else None     # "successful", ...
+        m = re.search(r"^\s*Cert Status: (\S+)", self.stdout, re.M)
+        self.ocsp_cert_status = m.group(1) if m else None  # "good", "revoked", ...
+        m = re.search(r"^\s*Serial Number: (\S+)", self.stdout, re.M)
+        self.ocsp_serial = m.group(1) if m else None
         # The HTTP response, if a request was sent: from the status line on.
         m = re.search(r"^HTTP/1\.[01] \d{3}", self.stdout, re.M)
         i = m.start() if m else -1
