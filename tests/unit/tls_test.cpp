@@ -119,6 +119,66 @@ ClientResult tls_roundtrip(std::uint16_t port, const char* sni, const std::strin
   return out;
 }
 
+// A listening socket on an ephemeral loopback port, and a config routing
+// everything to `upstream_port`, ready for the test to add TLS to.
+struct Gateway {
+  int fd = -1;
+  std::uint16_t port = 0;
+  std::shared_ptr<sluice::config::Config> cfg;
+};
+
+Gateway gateway_to(std::uint16_t upstream_port) {
+  std::signal(SIGPIPE, SIG_IGN);
+  sockaddr_in any{};
+  any.sin_family = AF_INET;
+  any.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string error;
+  Gateway g;
+  g.fd = sluice::net::open_listen_socket(reinterpret_cast<const sockaddr*>(&any), sizeof any,
+                                         "127.0.0.1:0", error);
+  REQUIRE(g.fd >= 0);
+  g.port = local_port(g.fd);
+  // max_fails is high so that passive health never turns a 502 into a 503.
+  const std::string text = "[log]\naccess = \"off\"\n[[listener]]\naddress = \"127.0.0.1:" +
+                           std::to_string(g.port) +
+                           "\"\n[[route]]\nupstream = \"app\"\n[[upstream]]\nname = \"app\"\n"
+                           "servers = [\"127.0.0.1:" + std::to_string(upstream_port) +
+                           "\"]\nmax_fails = 1000\n";
+  auto loaded = sluice::config::parse_config(text, "tls_test.toml");
+  REQUIRE(std::holds_alternative<std::shared_ptr<const sluice::config::Config>>(loaded));
+  g.cfg = std::make_shared<sluice::config::Config>(
+      *std::get<std::shared_ptr<const sluice::config::Config>>(loaded));
+  return g;
+}
+
+// Runs a worker for `g` on a thread while `client` runs here, then stops it;
+// returns whether its loop closed clean.
+template <typename Client>
+bool with_worker(Gateway& g, sluice::proxy::TlsContexts tls, Client client) {
+  sluice::proxy::Worker worker(0, 1, g.cfg, {g.fd}, std::move(tls), -1);
+  std::promise<void> done;
+  std::thread thread([&] {
+    worker.run();
+    done.set_value();
+  });
+  client();
+  worker.stop();
+  REQUIRE(done.get_future().wait_for(std::chrono::seconds(30)) == std::future_status::ready);
+  thread.join();
+  return worker.clean();
+}
+
+std::uint16_t unused_port() {
+  sockaddr_in any{};
+  any.sin_family = AF_INET;
+  any.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  int s = ::socket(AF_INET, SOCK_STREAM, 0);
+  ::bind(s, reinterpret_cast<const sockaddr*>(&any), sizeof any);
+  const std::uint16_t port = local_port(s);
+  ::close(s);
+  return port;
+}
+
 }  // namespace
 
 TEST_CASE("tls context: SNI picks the certificate by its names, the first one otherwise", "[tls]") {
@@ -146,52 +206,22 @@ TEST_CASE("tls context: a key that does not match its certificate is refused, na
 
 TEST_CASE("tls transport: a worker serves requests over TLS with the SNI certificate and closes clean",
           "[tls]") {
-  std::signal(SIGPIPE, SIG_IGN);
   const auto saved = sluice::log::g_level.load();
   sluice::log::set_level(sluice::log::Level::Error);
-
-  sockaddr_in any{};
-  any.sin_family = AF_INET;
-  any.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  std::string error;
-  int fd = sluice::net::open_listen_socket(reinterpret_cast<const sockaddr*>(&any), sizeof any,
-                                           "127.0.0.1:0", error);
-  REQUIRE(fd >= 0);
-  const std::uint16_t port = local_port(fd);
   // The upstream is a port nothing listens on: the answer is the gateway's 502.
-  int dead = ::socket(AF_INET, SOCK_STREAM, 0);
-  ::bind(dead, reinterpret_cast<const sockaddr*>(&any), sizeof any);
-  const std::uint16_t dead_port = local_port(dead);
-  ::close(dead);
-
-  const std::string text = "[log]\naccess = \"off\"\n[[listener]]\naddress = \"127.0.0.1:" +
-                           std::to_string(port) +
-                           "\"\n[[route]]\nupstream = \"app\"\n[[upstream]]\nname = \"app\"\n"
-                           "servers = [\"127.0.0.1:" + std::to_string(dead_port) +
-                           "\"]\nmax_fails = 1000\n";
-  auto loaded = sluice::config::parse_config(text, "tls_test.toml");
-  REQUIRE(std::holds_alternative<std::shared_ptr<const sluice::config::Config>>(loaded));
-  auto cfg = std::make_shared<sluice::config::Config>(
-      *std::get<std::shared_ptr<const sluice::config::Config>>(loaded));
-  cfg->listeners[0].tls = two_sites();
-  auto ctx = sluice::net::TlsServerContext::build(*cfg->listeners[0].tls, error);
+  Gateway g = gateway_to(unused_port());
+  g.cfg->listeners[0].tls = two_sites();
+  std::string error;
+  auto ctx = sluice::net::TlsServerContext::build(*g.cfg->listeners[0].tls, error);
   REQUIRE(ctx);
 
-  sluice::proxy::Worker worker(0, 1, cfg, {fd}, sluice::proxy::TlsContexts{{ctx.get()}, {}}, -1);
-  std::promise<void> done;
-  std::thread thread([&] {
-    worker.run();
-    done.set_value();
-  });
-
   const std::string request = "GET / HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n";
-  ClientResult site = tls_roundtrip(port, "site.test", request);
-  ClientResult other = tls_roundtrip(port, "x.other.test", request);
-  ClientResult none = tls_roundtrip(port, nullptr, request);
-
-  worker.stop();
-  REQUIRE(done.get_future().wait_for(std::chrono::seconds(30)) == std::future_status::ready);
-  thread.join();
+  ClientResult site, other, none;
+  const bool clean = with_worker(g, sluice::proxy::TlsContexts{{ctx.get()}, {}}, [&] {
+    site = tls_roundtrip(g.port, "site.test", request);
+    other = tls_roundtrip(g.port, "x.other.test", request);
+    none = tls_roundtrip(g.port, nullptr, request);
+  });
   sluice::log::g_level.store(saved);
 
   CHECK(site.handshake);
@@ -200,7 +230,7 @@ TEST_CASE("tls transport: a worker serves requests over TLS with the SNI certifi
   CHECK(other.peer_cn == "other");
   CHECK(other.response.rfind("HTTP/1.1 502", 0) == 0);
   CHECK(none.peer_cn == "site.test");  // no SNI: the first certificate
-  CHECK(worker.clean());
+  CHECK(clean);
 }
 
 namespace {
@@ -274,56 +304,36 @@ class TlsUpstream {
 
 // A plain client request through a worker whose upstream speaks TLS.
 std::string through_tls_upstream(const TlsUpstream& up, const std::string& server_name) {
-  std::signal(SIGPIPE, SIG_IGN);
-  sockaddr_in any{};
-  any.sin_family = AF_INET;
-  any.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  std::string error;
-  int fd = sluice::net::open_listen_socket(reinterpret_cast<const sockaddr*>(&any), sizeof any,
-                                           "127.0.0.1:0", error);
-  REQUIRE(fd >= 0);
-  const std::uint16_t port = local_port(fd);
-  const std::string text = "[log]\naccess = \"off\"\n[[listener]]\naddress = \"127.0.0.1:" +
-                           std::to_string(port) +
-                           "\"\n[[route]]\nupstream = \"app\"\n[[upstream]]\nname = \"app\"\n"
-                           "servers = [\"127.0.0.1:" + std::to_string(up.port()) + "\"]\n";
-  auto loaded = sluice::config::parse_config(text, "tls_test.toml");
-  REQUIRE(std::holds_alternative<std::shared_ptr<const sluice::config::Config>>(loaded));
-  auto cfg = std::make_shared<sluice::config::Config>(
-      *std::get<std::shared_ptr<const sluice::config::Config>>(loaded));
-  sluice::config::UpstreamTls& t = cfg->upstreams[0].tls;
+  Gateway g = gateway_to(up.port());
+  sluice::config::UpstreamTls& t = g.cfg->upstreams[0].tls;
   t.enabled = true;
   t.ca = certs().cert("site");  // self-signed: its own CA
   t.server_name = server_name;
+  std::string error;
   auto ctx = sluice::net::TlsClientContext::build(t, error);
   INFO(error);
   REQUIRE(ctx);
 
-  sluice::proxy::Worker worker(0, 1, cfg, {fd}, sluice::proxy::TlsContexts{{}, {ctx.get()}}, -1);
-  std::promise<void> done;
-  std::thread thread([&] {
-    worker.run();
-    done.set_value();
-  });
-  int c = ::socket(AF_INET, SOCK_STREAM, 0);
-  timeval tv{10, 0};
-  ::setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  sockaddr_in a = any;
-  a.sin_port = htons(port);
   std::string response;
-  if (::connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
-    const std::string req = "GET /x HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n";
-    if (::send(c, req.data(), req.size(), 0) == static_cast<ssize_t>(req.size())) {
-      char buf[4096];
-      ssize_t n;
-      while ((n = ::recv(c, buf, sizeof buf, 0)) > 0) response.append(buf, static_cast<std::size_t>(n));
+  const bool clean = with_worker(g, sluice::proxy::TlsContexts{{}, {ctx.get()}}, [&] {
+    int c = ::socket(AF_INET, SOCK_STREAM, 0);
+    timeval tv{10, 0};
+    ::setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(g.port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+      const std::string req = "GET /x HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n";
+      if (::send(c, req.data(), req.size(), 0) == static_cast<ssize_t>(req.size())) {
+        char buf[4096];
+        ssize_t n;
+        while ((n = ::recv(c, buf, sizeof buf, 0)) > 0) response.append(buf, static_cast<std::size_t>(n));
+      }
     }
-  }
-  ::close(c);
-  worker.stop();
-  REQUIRE(done.get_future().wait_for(std::chrono::seconds(30)) == std::future_status::ready);
-  thread.join();
-  CHECK(worker.clean());
+    ::close(c);
+  });
+  CHECK(clean);
   return response;
 }
 
