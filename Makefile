@@ -8,7 +8,7 @@ JOBS       ?= $(shell nproc)
 # dependencies are installed), and never changed for an existing folder.
 CONFIGURE = cmake -S . -B $(1) $$(command -v ninja >/dev/null 2>&1 && echo "-G Ninja") $(2) >/dev/null
 
-.PHONY: all deps test-deps build run test test-asan bench clean
+.PHONY: all deps test-deps build run test test-asan fuzz bench clean
 
 all: build
 
@@ -39,9 +39,17 @@ test-asan: test-deps
 	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS)
 
+# The HTTP parser under libFuzzer (clang, ASan+UBSan), bounded: FUZZ_SECONDS
+# (default 60). Crashes land in build-fuzz/ as crash-* files.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@test -f build-fuzz/CMakeCache.txt || CC=clang CXX=clang++ $(call CONFIGURE,build-fuzz,-DCMAKE_BUILD_TYPE=Debug -DSLUICE_FUZZ=ON -DSLUICE_TESTS=OFF)
+	@cmake --build build-fuzz --target parser_fuzz -j $(JOBS)
+	@cd build-fuzz && ./parser_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1
+
 bench: build
 	@sh scripts/install-deps.sh --bench
 	@sh bench/run.sh
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz
