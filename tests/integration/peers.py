@@ -396,10 +396,12 @@ class Nginx:
     its own temp dir. Its access log records the connection serial number and
     the per-connection request count, and the forwarding headers it received.
 
-    With `tls` (a dict: "cert", "key" PEM paths and optionally "client_ca",
-    which turns on `ssl_verify_client on` against that CA) the port speaks
-    TLS only, and the log also records the SNI name, the protocol and the
-    client-certificate verdict (sni=, proto=, client_verify=, client_dn=).
+    With `tls` (a dict: "cert", "key" PEM paths; optionally "client_ca",
+    which turns on `ssl_verify_client on` against that CA, and "protocols",
+    the `ssl_protocols` value, "TLSv1.2 TLSv1.3" unless given: nginx 1.22's
+    own default stops at TLSv1.2) the port speaks TLS only, and the log also
+    records the SNI name, the protocol and the client-certificate verdict
+    (sni=, proto=, client_verify=, client_dn=).
     `name` is its directory under tmpdir, so one test can run several."""
 
     LOG_FORMAT = ('conn=$connection reqs=$connection_requests method=$request_method '
@@ -435,8 +437,8 @@ class Nginx:
         if self.tls:
             listen += " ssl"
             log_format += self.TLS_LOG_FORMAT
-            ssl_conf = "ssl_certificate %s; ssl_certificate_key %s;" % (
-                self.tls["cert"], self.tls["key"])
+            ssl_conf = "ssl_certificate %s; ssl_certificate_key %s; ssl_protocols %s;" % (
+                self.tls["cert"], self.tls["key"], self.tls.get("protocols", "TLSv1.2 TLSv1.3"))
             if self.tls.get("client_ca"):
                 ssl_conf += " ssl_verify_client on; ssl_client_certificate %s;" % (
                     self.tls["client_ca"])
