@@ -1,0 +1,472 @@
+#!/bin/sh
+# TLS termination, Sluice against nginx, each as a one-worker reverse proxy
+# with a TLS 1.3 listener in front of the same plain-HTTP backend:
+#
+#   1. handshakes/s: every request on a new connection with a full handshake
+#      (wrk -H 'Connection: close'; no session resumption is possible, below);
+#   2. keep-alive GET requests/s and p99 latency over TLS (wrk https://).
+#
+#   sh bench/tls.sh
+#
+# The layout is bench/run.sh's: the proxy under test alone on CPU 0, the
+# shared nginx backend and wrk on CPU 1, one worker each, medians of
+# BENCH_RUNS runs taken alternately. Both proxies use the same ECDSA P-256
+# certificate, made at run time with the openssl CLI, TLS 1.3 only.
+#
+# Why no resumption: wrk closes a connection with SSL_shutdown + SSL_clear and
+# reconnects with the same SSL object, which keeps its session, so with
+# 'Connection: close' it offers every new connection the previous session
+# and resumes whenever the server lets it. Both servers under test are
+# therefore set up so that resumption is impossible: Sluice with
+# session_tickets = false (it never keeps a session cache), nginx with
+# ssl_session_tickets off and ssl_session_cache off. The script checks both
+# (openssl s_client -sess_out / -sess_in must not resume) and, for the
+# record, shows wrk resuming against a third nginx that allows it.
+#
+# Besides requests/s, it reads each proxy's CPU time (utime + stime from
+# /proc, an nginx master plus its worker) over every run: when the load
+# generator, not the proxy, is the limit, CPU time per handshake is what
+# tells the two apart.
+#
+# Settings (environment), as in bench/run.sh:
+#   SLUICE_BIN         Sluice binary (default build/sluice)
+#   BENCH_DURATION     seconds per wrk run (default 10)
+#   BENCH_CONNECTIONS  wrk connections (default 50)
+#   BENCH_THREADS      wrk threads (default 1)
+#   BENCH_RUNS         runs per target and test, alternating (default 3)
+#   BENCH_WARMUP       seconds of discarded warm-up per target and test (default 2)
+#   BENCH_PROXY_CPU    CPU of the proxy under test (default 0)
+#   BENCH_LOAD_CPU     CPU of the backend and wrk (default 1)
+#   BENCH_TLS_RESULTS  the results file whose "tls" section it replaces
+#                      (default bench/RESULTS-tls.md; see bench/results_section.py)
+#   BENCH_NOTE         a sentence for the report's notes
+#   NGINX, WRK, OPENSSL  the binaries (default: found on PATH)
+#
+# Everything runs on 127.0.0.1 on ports picked free at run time; every file it
+# makes (the key too) lives in one mktemp -d directory; every server it starts
+# is stopped on exit, by pid. Every wrk and openssl run is bounded by timeout.
+set -eu
+
+bench_tag=bench-tls
+caller_dir=$(pwd)
+root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/common.sh
+. "$root/bench/common.sh"
+
+if [ -n "${SLUICE_BIN:-}" ]; then sluice_bin=$(abspath "$SLUICE_BIN"); else sluice_bin=$root/build/sluice; fi
+if [ -n "${BENCH_TLS_RESULTS:-}" ]; then results=$(abspath "$BENCH_TLS_RESULTS"); else results=$root/bench/RESULTS-tls.md; fi
+duration=${BENCH_DURATION:-10}
+connections=${BENCH_CONNECTIONS:-50}
+threads=${BENCH_THREADS:-1}
+runs=${BENCH_RUNS:-3}
+warmup=${BENCH_WARMUP:-2}
+proxy_cpu=${BENCH_PROXY_CPU:-0}
+load_cpu=${BENCH_LOAD_CPU:-1}
+nginx_bin=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
+wrk_bin=${WRK:-$(command -v wrk || echo wrk)}
+openssl_bin=${OPENSSL:-$(command -v openssl || echo openssl)}
+python=$(command -v python3 || echo /usr/bin/python3)
+targets="nginx sluice"
+tests="handshake keepalive"
+
+# --- checks ----------------------------------------------------------------
+
+check_whole "BENCH_DURATION=$duration" "BENCH_CONNECTIONS=$connections" \
+  "BENCH_THREADS=$threads" "BENCH_RUNS=$runs" "BENCH_WARMUP=$warmup" \
+  "BENCH_PROXY_CPU=$proxy_cpu" "BENCH_LOAD_CPU=$load_cpu"
+[ "$duration" -ge 1 ] || die "BENCH_DURATION must be at least 1"
+[ "$runs" -ge 1 ] || die "BENCH_RUNS must be at least 1"
+[ "$threads" -ge 1 ] || die "BENCH_THREADS must be at least 1"
+[ "$connections" -ge "$threads" ] || die "BENCH_CONNECTIONS must be at least BENCH_THREADS"
+
+[ -x "$nginx_bin" ] || die "nginx not found (install nginx-light: sh scripts/install-deps.sh --bench)"
+"$nginx_bin" -V 2>&1 | grep -q -- --with-http_ssl_module || die "$nginx_bin has no http_ssl_module"
+command -v "$wrk_bin" >/dev/null 2>&1 || die "wrk not found (install it: sh scripts/install-deps.sh --bench)"
+ldd "$(command -v "$wrk_bin")" 2>/dev/null | grep -q libssl || say "warning: $wrk_bin does not seem to link OpenSSL; https:// may fail"
+command -v "$openssl_bin" >/dev/null 2>&1 || die "openssl not found (apt-get install openssl)"
+for tool in taskset timeout curl getconf "$python"; do
+  command -v "$tool" >/dev/null 2>&1 || die "$tool not found"
+done
+[ -x "$sluice_bin" ] || die "$sluice_bin: no Sluice binary (build it with make build, or set SLUICE_BIN)"
+for cpu in "$proxy_cpu" "$load_cpu"; do
+  taskset -c "$cpu" true 2>/dev/null || die "cannot pin to CPU $cpu (this machine has $(nproc) CPUs; set BENCH_PROXY_CPU / BENCH_LOAD_CPU)"
+done
+[ "$proxy_cpu" != "$load_cpu" ] || say "warning: the proxy and the load share CPU $proxy_cpu"
+clk_tck=$(getconf CLK_TCK)
+
+# --- temp dir, certificate, servers ---------------------------------------------
+
+bench_tmp sluice-bench-tls
+cert=$tmp/cert.pem
+key=$tmp/key.pem
+(umask 077 && timeout 30 "$openssl_bin" req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
+  -noenc -sha256 -days 2 -subj /CN=localhost \
+  -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+  -keyout "$key" -out "$cert") >"$tmp/openssl-req.log" 2>&1 ||
+  { cat "$tmp/openssl-req.log" >&2; die "openssl could not make the certificate"; }
+
+ports=$(free_ports 4)
+read -r backend_port nginx_port sluice_port probe_port <<EOF
+$ports
+EOF
+
+# fill TEMPLATE OUT DIR PORT: a config from a template in bench/.
+fill() {
+  sed -e "s|@DIR@|$3|g" -e "s|@PORT@|$4|g" -e "s|@BACKEND_PORT@|$backend_port|g" \
+    -e "s|@CERT@|$cert|g" -e "s|@KEY@|$key|g" "$root/bench/$1" >"$2"
+}
+
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+started_at=$(date -u '+%Y-%m-%d %H:%M:%S UTC')
+
+mkdir "$tmp/backend" "$tmp/nginx" "$tmp/probe"
+fill nginx-backend.conf.in "$tmp/backend/nginx.conf" "$tmp/backend" "$backend_port"
+start backend "$load_cpu" "$nginx_bin" -p "$tmp/backend" -e "$tmp/backend/error.log" -c "$tmp/backend/nginx.conf"
+backend_pid=$started
+wait_ready backend "$backend_pid" "$backend_port"
+
+fill nginx-tls-proxy.conf.in "$tmp/nginx/nginx.conf" "$tmp/nginx" "$nginx_port"
+start nginx "$proxy_cpu" "$nginx_bin" -p "$tmp/nginx" -e "$tmp/nginx/error.log" -c "$tmp/nginx/nginx.conf"
+nginx_pid=$started
+wait_ready nginx "$nginx_pid" "$nginx_port"
+
+fill sluice-tls.toml.in "$tmp/sluice.toml" "$tmp" "$sluice_port"
+start sluice "$proxy_cpu" "$sluice_bin" -c "$tmp/sluice.toml"
+sluice_pid=$started
+wait_ready sluice "$sluice_pid" "$sluice_port"
+
+expected_body="Hello from the Sluice bench backend"
+for t in $targets; do
+  eval "port=\$${t}_port"
+  # shellcheck disable=SC2154  # set by the eval above
+  body=$(curl -sS --max-time 5 --cacert "$cert" "https://localhost:$port/" \
+    --resolve "localhost:$port:127.0.0.1") || die "$t: GET https://127.0.0.1:$port/ failed"
+  [ "$body" = "$expected_body" ] || die "$t: unexpected answer to GET /: $body"
+done
+
+# --- what the servers negotiate, and that neither resumes --------------------
+
+request='GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'
+
+# s_client PORT ARGS...: one request over a new connection; the transcript on stdout.
+s_client() {
+  port=$1
+  shift
+  # shellcheck disable=SC2059  # the request's escapes are meant
+  printf "$request" | timeout 10 "$openssl_bin" s_client -connect "127.0.0.1:$port" \
+    -servername localhost -ign_eof "$@" 2>&1 || true
+}
+
+for t in $targets; do
+  eval "port=\$${t}_port"
+  s_client "$port" -sess_out "$tmp/$t.session" >"$tmp/$t.s_client"
+  grep -q "^New, TLSv1.3, Cipher is" "$tmp/$t.s_client" || {
+    cat "$tmp/$t.s_client" >&2
+    die "$t: openssl s_client did not get a TLS 1.3 connection"
+  }
+  cipher=$(sed -n 's/^New, TLSv1.3, Cipher is //p' "$tmp/$t.s_client" | head -n 1)
+  group=$(sed -n 's/^Server Temp Key: //p' "$tmp/$t.s_client" | head -n 1)
+  sig=$(sed -n 's/^Peer signature type: //p' "$tmp/$t.s_client" | head -n 1)
+  digest=$(sed -n 's/^Peer signing digest: //p' "$tmp/$t.s_client" | head -n 1)
+  # shellcheck disable=SC2034  # read through eval
+  negotiated="TLSv1.3, $cipher, key exchange $group, $sig signature with $digest"
+  eval "${t}_negotiated=\$negotiated"
+  # shellcheck disable=SC2034  # read through eval
+  if [ -s "$tmp/$t.session" ]; then
+    # The server sent a ticket: offering it must still give a full handshake.
+    s_client "$port" -sess_in "$tmp/$t.session" >"$tmp/$t.s_client2"
+    if grep -q "^Reused" "$tmp/$t.s_client2"; then
+      die "$t resumed a TLS session: the handshake benchmark would not be one full handshake per connection"
+    fi
+    grep -q "^New" "$tmp/$t.s_client2" || { cat "$tmp/$t.s_client2" >&2; die "$t: second s_client connection failed"; }
+    resumption="a session ticket was sent, but offering it gave a new full handshake"
+  else
+    resumption="no session ticket sent, nothing to resume"
+  fi
+  eval "${t}_resumption=\$resumption"
+done
+
+# For the record: does wrk resume when the server allows it?
+fill nginx-tls-resume.conf.in "$tmp/probe/nginx.conf" "$tmp/probe" "$probe_port"
+start probe "$load_cpu" "$nginx_bin" -p "$tmp/probe" -e "$tmp/probe/error.log" -c "$tmp/probe/nginx.conf"
+probe_pid=$started
+wait_ready probe "$probe_pid" "$probe_port"
+: >"$tmp/probe/access.log"
+timeout --foreground -k 5 30 taskset -c "$load_cpu" "$wrk_bin" -t1 -c10 -d2s \
+  -H 'Connection: close' "https://127.0.0.1:$probe_port/" >"$tmp/probe.wrk" 2>&1 ||
+  { cat "$tmp/probe.wrk" >&2; die "the resumption probe's wrk run failed"; }
+kill -TERM "$probe_pid" 2>/dev/null || true
+probe_total=$(grep -c . "$tmp/probe/access.log" || true)
+probe_reused=$(grep -c '^r$' "$tmp/probe/access.log" || true)
+say "resumption probe: wrk with Connection: close resumed $probe_reused of $probe_total connections on a server that allows it"
+
+# --- measuring --------------------------------------------------------------
+
+# cpu_busy CPU: "BUSY TOTAL" jiffies of one CPU so far, from /proc/stat.
+cpu_busy() {
+  awk -v c="cpu$1" '$1 == c { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat
+}
+
+# measure TEST TARGET SECONDS OUT: one wrk run; appends to OUT wrk's output and
+# then a line "cpu PROXY_PERCENT LOAD_CPU_BUSY_PERCENT".
+measure() {
+  eval "port=\$${2}_port pid=\$${2}_pid"
+  ticks0=$(cpu_ticks "$pid")
+  busy0=$(cpu_busy "$load_cpu")
+  t0=$(date +%s.%N)
+  # --foreground keeps wrk in our process group, so Ctrl-C reaches it at once.
+  if [ "$1" = handshake ]; then
+    set -- "$@" -H "Connection: close"
+  fi
+  timeout --foreground -k 5 $(( $3 + 30 )) taskset -c "$load_cpu" \
+    "$wrk_bin" -t"$threads" -c"$connections" -d"$3"s --latency ${5+"$5"} ${6+"$6"} \
+    "https://127.0.0.1:$port/" >"$4" 2>&1 || { cat "$4" >&2; die "$2: wrk failed or timed out"; }
+  t1=$(date +%s.%N)
+  ticks1=$(cpu_ticks "$pid")
+  busy1=$(cpu_busy "$load_cpu")
+  alive "$pid" || { tail -n 20 "$tmp/$2.log" >&2; die "$2 died during the run"; }
+  awk -v t0="$t0" -v t1="$t1" -v k0="$ticks0" -v k1="$ticks1" -v hz="$clk_tck" \
+      -v b0="$busy0" -v b1="$busy1" 'BEGIN {
+    split(b0, a, " "); split(b1, b, " ")
+    load = (b[2] > a[2]) ? 100 * (b[1] - a[1]) / (b[2] - a[2]) : 0
+    printf "cpu %.1f %.1f\n", 100 * (k1 - k0) / hz / (t1 - t0), load }' >>"$4"
+}
+
+# wrk output + cpu line -> "RPS P99_MS ERRORS PROXY_CPU% LOAD_CPU%"
+parse_run() {
+  line=$(parse_wrk "$1") || return 1
+  cpu=$(awk '$1 == "cpu" { print $2, $3 }' "$1")
+  [ -n "$cpu" ] || return 1
+  echo "$line $cpu"
+}
+
+estimate=$(( 2 * 2 * (warmup + runs * duration) ))
+say "ports: backend $backend_port, nginx $nginx_port, sluice $sluice_port; about ${estimate}s of load follows"
+
+if [ "$warmup" -gt 0 ]; then
+  for test in $tests; do
+    for t in $targets; do
+      say "$t $test: warm-up ${warmup}s"
+      measure "$test" "$t" "$warmup" "$tmp/warmup.out"
+    done
+  done
+fi
+
+rep=1
+while [ "$rep" -le "$runs" ]; do
+  for test in $tests; do
+    for t in $targets; do
+      out="$tmp/wrk.$test.$t.$rep"
+      measure "$test" "$t" "$duration" "$out"
+      line=$(parse_run "$out") || { cat "$out" >&2; die "$t $test: could not read wrk's output"; }
+      echo "$line" >>"$tmp/results.$test.$t"
+      # shellcheck disable=SC2086  # split into its fields
+      set -- $line
+      say "$t $test run $rep/$runs: $1 req/s, p99 $2 ms, errors $3, proxy CPU $4%, CPU $load_cpu busy $5%"
+    done
+  done
+  rep=$((rep + 1))
+done
+
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# --- report -----------------------------------------------------------------
+
+nginx_version=$("$nginx_bin" -v 2>&1 | sed 's/^nginx version: //')
+wrk_version=$("$wrk_bin" -v 2>&1 | head -n 1 | sed 's/ *Copyright.*//')
+openssl_version=$("$openssl_bin" version)
+sluice_version=$(sluice_version "$sluice_bin")
+
+# col TEST TARGET N: the median of field N over the runs.
+col() {
+  cut -d' ' -f"$3" "$tmp/results.$1.$2" | median
+}
+per_run() {
+  cut -d' ' -f1 "$tmp/results.$1.$2" | awk '{ printf "%s%.0f", (NR > 1 ? ", " : ""), $1 }'
+}
+errors() {
+  awk '{ s += $3 } END { print s + 0 }' "$tmp/results.$1.$2"
+}
+label() {
+  case $1 in
+    nginx) echo "nginx ${nginx_version#nginx/}" ;;
+    sluice) echo "Sluice" ;;
+  esac
+}
+
+# table TEST: the Markdown table of TEST's results; sets TEST_TARGET_{rps,p99,cpu,us,load,errors}.
+table() {
+  if [ "$1" = handshake ]; then
+    echo "| Proxy | Handshakes/s (median) | Handshakes/s per run | Proxy CPU (median) | Proxy CPU per handshake (median) | CPU $load_cpu busy: wrk + backend (median) | Errors |"
+    echo "|---|---:|---|---:|---:|---:|---:|"
+  else
+    echo "| Proxy | Requests/s (median) | p99 latency (median) | Requests/s per run | Proxy CPU (median) | Proxy CPU per request (median) | CPU $load_cpu busy: wrk + backend (median) | Errors |"
+    echo "|---|---:|---:|---|---:|---:|---:|---:|"
+  fi
+  for t in $targets; do
+    rps=$(col "$1" "$t" 1)
+    p99=$(col "$1" "$t" 2)
+    pcpu=$(col "$1" "$t" 4)
+    lcpu=$(col "$1" "$t" 5)
+    # CPU time per operation, per run: percent of a CPU / rate.
+    us=$(awk '{ printf "%.1f\n", ($1 > 0) ? $4 / 100 / $1 * 1e6 : 0 }' "$tmp/results.$1.$t" | median)
+    errs=$(errors "$1" "$t")
+    eval "${1}_${t}_rps=\$rps ${1}_${t}_p99=\$p99 ${1}_${t}_cpu=\$pcpu ${1}_${t}_us=\$us ${1}_${t}_load=\$lcpu ${1}_${t}_errors=\$errs"
+    if [ "$1" = handshake ]; then
+      printf '| %s | %.0f | %s | %.0f%% | %.0f µs | %.0f%% | %d |\n' "$(label "$t")" "$rps" \
+        "$(per_run "$1" "$t")" "$pcpu" "$us" "$lcpu" "$errs"
+    else
+      printf '| %s | %.0f | %.2f ms | %s | %.0f%% | %.1f µs | %.0f%% | %d |\n' "$(label "$t")" "$rps" "$p99" \
+        "$(per_run "$1" "$t")" "$pcpu" "$us" "$lcpu" "$errs"
+    fi
+  done
+}
+hs_table="$tmp/hs.md"
+ka_table="$tmp/ka.md"
+table handshake >"$hs_table"
+table keepalive >"$ka_table"
+
+# range TEST TARGET: "MIN MAX" of the requests/s over the runs.
+range() {
+  cut -d' ' -f1 "$tmp/results.$1.$2" | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { print lo, hi }'
+}
+
+# verdict WHAT TEST ERRORS UNIT: "met"/"not met" sentence for higher-is-better figures.
+verdict() {
+  eval "s=\$${2}_sluice_rps n=\$${2}_nginx_rps"
+  # shellcheck disable=SC2154  # s, n: set by the eval above
+  ratio=$(awk -v s="$s" -v n="$n" 'BEGIN { printf "%.1f", 100 * s / n }')
+  figures=$(printf 'Sluice %.0f %s, nginx %.0f %s (Sluice at %s%% of nginx)' "$s" "$4" "$n" "$4" "$ratio")
+  if [ "$3" -gt 0 ]; then
+    printf '%s' "**$1: target not met**: Sluice's runs had $3 errors; $figures."
+  elif awk -v s="$s" -v n="$n" 'BEGIN { exit !(s >= n) }'; then
+    printf '%s' "**$1: target met**: Sluice's median is at or above nginx's; $figures."
+  else
+    printf '%s' "**$1: target not met**: Sluice's median is below nginx's; $figures."
+  fi
+  range "$2" sluice >"$tmp/range.s"
+  range "$2" nginx >"$tmp/range.n"
+  awk 'NR == FNR { slo = $1; shi = $2; next } { nlo = $1; nhi = $2 } END {
+    if (slo <= nhi && nlo <= shi)
+      printf " The per-run figures overlap (Sluice %.0f to %.0f, nginx %.0f to %.0f): the difference is within the run-to-run spread.", slo, shi, nlo, nhi
+  }' "$tmp/range.s" "$tmp/range.n"
+  echo
+}
+
+# cost TEST NOUN: what limited the runs, and the proxies' CPU time per NOUN.
+cost() {
+  eval "sc=\$${1}_sluice_cpu nc=\$${1}_nginx_cpu su=\$${1}_sluice_us nu=\$${1}_nginx_us"
+  eval "sl=\$${1}_sluice_load nl=\$${1}_nginx_load"
+  # shellcheck disable=SC2154  # sc, nc, su, nu, sl, nl: set by the evals above
+  awk -v sc="$sc" -v nc="$nc" -v su="$su" -v nu="$nu" -v sl="$sl" -v nl="$nl" \
+      -v cpu="$load_cpu" -v noun="$2" 'BEGIN {
+    sc = int(sc + 0.5); nc = int(nc + 0.5)
+    if (sc < 90 && nc < 90)
+      printf "Neither proxy used all of its CPU (Sluice %.0f%%, nginx %.0f%%) while CPU %s, where wrk and the backend run, was %.0f%% and %.0f%% busy: the load side was the limit, so the rates above say more about wrk than about the proxies. ", sc, nc, cpu, sl, nl
+    else if (sc < 90 || nc < 90)
+      printf "One proxy used less than 90%% of its CPU (Sluice %.0f%%, nginx %.0f%%; CPU %s busy %.0f%% and %.0f%%). ", sc, nc, cpu, sl, nl
+    printf "The proxies'\'' own cost, CPU time per %s: Sluice %.1f µs, nginx %.1f µs (Sluice %s), i.e. about %.0f and %.0f %ss per CPU-second.\n", noun, su, nu, (su <= nu) ? sprintf("%.0f%% less", 100 * (nu - su) / nu) : sprintf("%.0f%% more", 100 * (su - nu) / nu), 1e6 / su, 1e6 / nu, noun
+  }'
+}
+
+# shellcheck disable=SC2154  # handshake_*, keepalive_*: set by table
+{
+  verdict "Handshakes/s" handshake "$handshake_sluice_errors" "handshakes/s"
+  echo
+  cost handshake handshake
+  echo
+  verdict "Keep-alive requests/s over TLS" keepalive "$keepalive_sluice_errors" "req/s"
+  echo
+  echo "p99 latency over TLS: Sluice $(printf '%.2f' "$keepalive_sluice_p99") ms, nginx $(printf '%.2f' "$keepalive_nginx_p99") ms."
+  echo
+  cost keepalive request
+} >"$tmp/verdicts.md"
+
+section="$tmp/section.md"
+# shellcheck disable=SC2154  # *_resumption, *_negotiated: set through eval
+{
+  echo "## TLS: handshakes and keep-alive GET through one proxy worker"
+  echo
+  echo "Written by \`bench/tls.sh\` on $started_at."
+  echo
+  echo "### New connection, full TLS 1.3 handshake, one GET each"
+  echo
+  cat "$hs_table"
+  echo
+  echo "### Keep-alive GET over TLS 1.3"
+  echo
+  cat "$ka_table"
+  echo
+  cat "$tmp/verdicts.md"
+  echo
+  echo "Medians of $runs runs of ${duration}s per proxy and test, taken alternately after a ${warmup}s warm-up each."
+  echo "Errors are wrk's non-2xx/3xx answers plus socket errors, summed over the runs. Proxy CPU is the"
+  echo "proxy's user + system time (nginx: master and worker) over the run, in percent of one CPU;"
+  echo "CPU $load_cpu busy is the whole CPU $load_cpu (wrk, the backend, and anything else that ran there)."
+  echo
+  echo "### How the handshakes are made"
+  echo
+  echo "wrk with \`-H 'Connection: close'\`: each response closes its connection and wrk opens a new one,"
+  echo "so handshakes/s = requests/s. wrk reconnects with the same SSL object after \`SSL_shutdown\` +"
+  echo "\`SSL_clear\`, which keep the session, so it offers every new connection the previous session."
+  echo "Checked in this run against a separate nginx with tickets and a session cache on: wrk resumed"
+  echo "$probe_reused of $probe_total connections in 2 s. Hence both servers under test allow no resumption at all:"
+  echo
+  echo "- nginx: \`ssl_session_tickets off; ssl_session_cache off; ssl_conf_command NumTickets 0;\` — checked with openssl s_client: $nginx_resumption."
+  echo "- Sluice: \`session_tickets = false\` (Sluice keeps no server-side session cache) — checked: $sluice_resumption."
+  echo
+  echo "\`openssl s_time -new\` would also make only full handshakes, but it is single-threaded, sequential"
+  echo "(one connection at a time) and uses the same OpenSSL client code, so it adds nothing over wrk."
+  echo
+  echo "Negotiated (openssl s_client with its defaults, like wrk):"
+  echo
+  echo "- nginx: $nginx_negotiated"
+  echo "- Sluice: $sluice_negotiated"
+  echo
+  echo "### Machine"
+  echo
+  echo "- CPUs (nproc): $(nproc); CPU model: $(cpu_model); kernel: $(uname -sr)"
+  echo "- Load average (1/5/15 min) before: $load_before; after: $load_after"
+  if [ -n "${BENCH_NOTE:-}" ]; then echo "- Note: $BENCH_NOTE"; fi
+  echo "- Versions: $nginx_version; $wrk_version; $openssl_version; $sluice_version"
+  echo
+  echo "### Setup"
+  echo
+  echo "- Backend: nginx, 1 worker, \`return 200\` of a 36-byte body, keep-alive (\`bench/nginx-backend.conf.in\`),"
+  echo "  pinned to CPU $load_cpu, plain HTTP."
+  echo "- Proxies under test, pinned to CPU $proxy_cpu, one worker each, access log off, keep-alive pool of 64 to the"
+  echo "  backend, TLS 1.3 only, one ECDSA P-256 certificate (self-signed, made for the run with"
+  echo "  \`openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256\`): nginx (\`bench/nginx-tls-proxy.conf.in\`)"
+  echo "  and Sluice (\`bench/sluice-tls.toml.in\`)."
+  echo "- Load: wrk, pinned to CPU $load_cpu beside the backend, on 127.0.0.1."
+  echo
+  echo "### Command"
+  echo
+  echo '```sh'
+  echo "SLUICE_BIN=${SLUICE_BIN:-build/sluice} BENCH_DURATION=$duration BENCH_CONNECTIONS=$connections BENCH_THREADS=$threads BENCH_RUNS=$runs BENCH_WARMUP=$warmup BENCH_PROXY_CPU=$proxy_cpu BENCH_LOAD_CPU=$load_cpu sh bench/tls.sh"
+  echo '```'
+  echo
+  echo "which runs, for each proxy and run:"
+  echo
+  echo '```sh'
+  echo "# handshakes"
+  echo "taskset -c $load_cpu wrk -t$threads -c$connections -d${duration}s --latency -H 'Connection: close' https://127.0.0.1:PORT/"
+  echo "# keep-alive"
+  echo "taskset -c $load_cpu wrk -t$threads -c$connections -d${duration}s --latency https://127.0.0.1:PORT/"
+  echo '```'
+} >"$section"
+
+mkdir -p "$(dirname "$results")"
+"$python" "$root/bench/results_section.py" "$results" tls <"$section" ||
+  die "could not write $results"
+
+echo
+echo "Handshakes (new connection each):"
+cat "$hs_table"
+echo
+echo "Keep-alive over TLS:"
+cat "$ka_table"
+echo
+cat "$tmp/verdicts.md"
+echo
+say "report written to $results (section \"tls\")"
