@@ -51,6 +51,12 @@ void MessageHead::clear() noexcept {
   content_length = 0;
 }
 
+void MessageHead::release() noexcept {
+  clear();
+  std::string().swap(buf_);
+  std::vector<HeaderRef>().swap(headers_);
+}
+
 const char* to_string(ParseError e) noexcept {
   switch (e) {
     case ParseError::None: return "none";
@@ -95,6 +101,11 @@ const llhttp_settings_t Parser::kSettings = [] {
 Parser::Parser(Kind kind, ParserHandler& handler, const HeadLimits& limits)
     : kind_(kind), handler_(handler), limits_(limits) {
   reset();
+}
+
+void Parser::trim() noexcept {
+  if (in_message()) return;
+  head_.release();
 }
 
 void Parser::reset() {

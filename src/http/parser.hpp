@@ -59,6 +59,7 @@ class MessageHead {
     return std::string_view(buf_).substr(off, len);
   }
   void clear() noexcept;
+  void release() noexcept;
 
   std::string buf_;  // url, reason, names and values, back to back
   std::vector<HeaderRef> headers_;
@@ -125,6 +126,9 @@ class Parser {
   // with message_complete() true) or reports Truncated.
   Result finish();
   void reset();
+  // Between messages only: gives back the head's storage (it is rebuilt,
+  // allocating, by the next message).
+  void trim() noexcept;
 
   bool message_complete() const noexcept { return message_done_; }
   // The last message was an upgrade (or CONNECT): the bytes after it belong

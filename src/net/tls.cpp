@@ -559,6 +559,12 @@ void TlsTransport::shutdown_write() {
   tcp_.shutdown_write();
 }
 
+void TlsTransport::trim() {
+  out_.trim();
+  early_.trim();
+  std::vector<uv_buf_t>().swap(bufs_);
+}
+
 void TlsTransport::close() {
   if (closing_) return;
   closing_ = true;

@@ -110,6 +110,7 @@ class TlsTransport final : public Transport, private TransportHandler {
   std::size_t write_pending() const override { return tcp_.write_pending(); }
   bool is_closing() const override { return closing_; }
   bool ready() const override { return handshake_done_; }
+  void trim() override;
 
  private:
   // from the TCP transport

@@ -52,6 +52,12 @@ void OutBatch::clear() noexcept {
   bytes_ = 0;
 }
 
+void OutBatch::trim() noexcept {
+  clear();
+  std::vector<Segment>().swap(segs_);
+  std::string().swap(owned_);
+}
+
 void OutBatch::swap(OutBatch& other) noexcept {
   segs_.swap(other.segs_);
   owned_.swap(other.owned_);

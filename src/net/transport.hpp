@@ -35,6 +35,8 @@ class OutBatch {
   std::size_t bytes() const noexcept { return bytes_; }
   bool empty() const noexcept { return bytes_ == 0; }
   void clear() noexcept;
+  // Clears and gives back the storage kept for the next batch.
+  void trim() noexcept;
   void swap(OutBatch& other) noexcept;
   // Fills `out` with one uv_buf_t per segment. The batch must not change
   // until the write that uses them completes.
@@ -119,6 +121,8 @@ class Transport {
   virtual bool is_closing() const = 0;
   // False while a security handshake is still under way (TLS); TCP is always ready.
   virtual bool ready() const { return true; }
+  // The connection is idle: give back memory kept only to avoid reallocating.
+  virtual void trim() {}
 };
 
 class TcpTransport final : public Transport {

@@ -19,6 +19,7 @@ namespace sluice::proxy {
 namespace {
 
 constexpr std::uint64_t kLingerMs = 2'000;      // discard input this long after our FIN
+constexpr std::uint64_t kTrimAfterMs = 1'000;   // idle this long: give back per-request buffers
 
 http::HeadLimits request_limits(const config::Limits& l) {
   return {l.header_bytes, l.header_count, l.uri_bytes};
@@ -62,11 +63,9 @@ Session::Session(Worker& worker, std::uint64_t id, const net::TlsServerContext* 
       resp_parser_(http::Parser::Kind::Response, resp_side_,
                    response_limits(worker.config().limits)) {
   if (tls) {
-    tls_.emplace(worker.io(), *this);
-    client_ = &*tls_;
+    client_ = &transport_.emplace<net::TlsTransport>(worker.io(), *this);
   } else {
-    tcp_.emplace(worker.io(), *this);
-    client_ = &*tcp_;
+    client_ = &transport_.emplace<net::TcpTransport>(worker.io(), *this);
   }
   uv_timer_init(w_.io().loop(), &timer_);
   timer_.data = this;
@@ -74,7 +73,12 @@ Session::Session(Worker& worker, std::uint64_t id, const net::TlsServerContext* 
   w_.add(this);
 }
 
-net::TcpTransport& Session::tcp() noexcept { return tls_ ? tls_->tcp() : *tcp_; }
+net::TcpTransport& Session::tcp() noexcept {
+  if (auto* tls = std::get_if<net::TlsTransport>(&transport_)) return tls->tcp();
+  return std::get<net::TcpTransport>(transport_);
+}
+
+net::TlsTransport* Session::tls() noexcept { return std::get_if<net::TlsTransport>(&transport_); }
 
 Session::~Session() { w_.remove(this); }
 
@@ -103,13 +107,13 @@ bool Session::start(uv_stream_t* listener) {
     }
     client_hash_ = h;
   }
-  if (tls_) {
+  if (net::TlsTransport* t = tls()) {
     SSL* ssl = tls_ctx_->new_ssl();
     if (!ssl) {
       finish(CloseReason::ClientClosed);
       return false;
     }
-    tls_->start_server(ssl);
+    t->start_server(ssl);
   }
   phase_ = Phase::Idle;
   // The first request head, and before it the TLS handshake, must arrive
@@ -120,7 +124,7 @@ bool Session::start(uv_stream_t* listener) {
 }
 
 void Session::refuse() {
-  if (tls_) {
+  if (tls()) {
     // Answering would first cost a full handshake, for a client we turn away.
     finish(CloseReason::Refused);
     return;
@@ -208,6 +212,10 @@ void Session::on_timer(uv_timer_t* t) noexcept {
         self->finish(CloseReason::HeaderTimeout);  // the TLS handshake never finished
       } else if (self->requests_ == 0) {
         self->respond_local(408, CloseReason::HeaderTimeout);
+      } else if (!self->trimmed_) {
+        self->trim();
+        const std::uint64_t idle = static_cast<std::uint64_t>(self->cfg_.timeouts.idle.count());
+        self->arm_timer(idle > kTrimAfterMs ? idle - kTrimAfterMs : 1);
       } else {
         self->finish(CloseReason::IdleTimeout);
       }
@@ -376,7 +384,7 @@ http::ParserHandler::Next Session::on_request_head(http::MessageHead& head) {
   f.fallback_host = pool_->conf().servers.front().name;
   f.client_ip = client_ip_;
   f.client_http10 = client_http10_;
-  f.proto = tls_ ? "https" : "http";
+  f.proto = tls() ? "https" : "http";
   http::write_upstream_head(head, f, up_head_);
   return next;
 }
@@ -470,9 +478,26 @@ void Session::end_exchange() {
   retried_ = reused_conn_ = resp_started_ = resp_chunked_out_ = false;
   resp_close_delimited_ = resp_done_ = body_too_large_ = interim_ = logged_ = false;
   phase_ = Phase::Idle;
-  arm_timer(static_cast<std::uint64_t>(cfg_.timeouts.idle.count()));
+  // First a short wait: a connection still idle after it gives back its
+  // per-request buffers (on_timer), so idle connections cost little, while
+  // busy keep-alive ones never reallocate.
+  trimmed_ = false;
+  const std::uint64_t idle = static_cast<std::uint64_t>(cfg_.timeouts.idle.count());
+  arm_timer(idle > kTrimAfterMs ? kTrimAfterMs : idle);
   req_parser_.resume();
   pump();
+}
+
+void Session::trim() {
+  trimmed_ = true;
+  req_parser_.trim();
+  resp_parser_.trim();
+  std::string().swap(up_head_);
+  std::string().swap(resp_head_);
+  std::string().swap(path_);
+  to_upstream_.trim();
+  to_client_.trim();
+  client_->trim();
 }
 
 void Session::start_finishing(CloseReason reason) {

@@ -13,8 +13,8 @@
 #include <uv.h>
 
 #include <cstdint>
-#include <optional>
 #include <string>
+#include <variant>
 
 #include "config/config.hpp"
 #include "core/buffer.hpp"
@@ -146,11 +146,13 @@ class Session final : public net::TransportHandler, public UpstreamUser {
   const config::Config& cfg_;
   std::uint64_t id_;
   net::TcpTransport& tcp() noexcept;
+  net::TlsTransport* tls() noexcept;  // nullptr on a plain connection
+  void trim();
 
   const net::TlsServerContext* tls_ctx_;
-  std::optional<net::TcpTransport> tcp_;  // exactly one of tcp_ and tls_ is set
-  std::optional<net::TlsTransport> tls_;
-  net::Transport* client_ = nullptr;     // whichever of the two it is
+  // Only the transport in use takes room: a plain session carries no TLS state.
+  std::variant<std::monostate, net::TcpTransport, net::TlsTransport> transport_;
+  net::Transport* client_ = nullptr;  // the one in transport_
   uv_timer_t timer_{};
   RequestSide req_side_{*this};
   ResponseSide resp_side_{*this};
@@ -200,6 +202,7 @@ class Session final : public net::TransportHandler, public UpstreamUser {
   bool pumping_ = false;
   bool lingering_ = false;
   bool logged_ = false;
+  bool trimmed_ = false;  // idle, and the per-request buffers are given back
 
   Phase phase_ = Phase::Idle;
   CloseReason reason_ = CloseReason::None;

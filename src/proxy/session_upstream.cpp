@@ -176,7 +176,7 @@ void Session::build_client_head(const http::MessageHead& head) {
   }
   client_keep_alive_ = client_keep_alive_ && req_done_ && !resp_close_delimited_ && !draining_;
   http::ResponseFraming f{resp_chunked_out_, client_keep_alive_, client_http10_, {}};
-  if (tls_ && route_ && !route_->hsts.empty()) f.hsts = route_->hsts;
+  if (tls() && route_ && !route_->hsts.empty()) f.hsts = route_->hsts;
   http::write_client_head(head, f, resp_head_);
   to_client_.append_copy(resp_head_);
 }
