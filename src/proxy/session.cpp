@@ -504,6 +504,9 @@ void Session::start_finishing(CloseReason reason) {
   if (phase_ == Phase::Closing || phase_ == Phase::Finishing) return;
   reason_ = reason;
   phase_ = Phase::Finishing;
+  // Lingering is needed only when the client may still be sending: a request
+  // not read to its end, or bytes already here after it.
+  linger_needed_ = !req_done_ || in_len_ != 0;
   release_upstream(false);
   in_block_.reset();
   in_len_ = 0;
@@ -516,10 +519,18 @@ void Session::start_finishing(CloseReason reason) {
 
 // Lingering close: FIN after the last byte, then read and discard until the
 // client closes (or a short deadline), so that unread request bytes do not
-// make the kernel answer with a reset that destroys the response.
+// make the kernel answer with a reset that destroys the response. Skipped
+// when nothing can be unread.
 void Session::linger() {
   if (lingering_) return;
   lingering_ = true;
+  if (!linger_needed_) {
+    // Everything the client sent was read: closing now cannot make the
+    // kernel reset the connection over unread bytes.
+    if (tls()) client_->shutdown_write();  // close_notify, then the FIN from close
+    finish(reason_);
+    return;
+  }
   client_->shutdown_write();
   client_->read_start();
   arm_timer(kLingerMs);

@@ -201,6 +201,7 @@ class Session final : public net::TransportHandler, public UpstreamUser {
   bool interim_ = false;         // the response being parsed is a 1xx
   bool pumping_ = false;
   bool lingering_ = false;
+  bool linger_needed_ = true;
   bool logged_ = false;
   bool trimmed_ = false;  // idle, and the per-request buffers are given back
 
