@@ -36,6 +36,7 @@ struct TestCerts {
     make("site", "ec -pkeyopt ec_paramgen_curve:P-256", "/CN=site.test", "DNS:site.test");
     make("other", "rsa:2048", "/CN=other", "DNS:*.other.test,DNS:other.test");
     make("wrong", "ec -pkeyopt ec_paramgen_curve:P-256", "/CN=wrong", "DNS:wrong.test");
+    make("site_rsa", "rsa:2048", "/CN=site.test", "DNS:site.test");
   }
   ~TestCerts() {
     std::error_code ec;
@@ -79,10 +80,12 @@ std::uint16_t local_port(int fd) {
 struct ClientResult {
   bool handshake = false;
   std::string peer_cn;
+  int peer_key_type = 0;  // EVP_PKEY_EC, EVP_PKEY_RSA, ...
   std::string response;
 };
 
-ClientResult tls_roundtrip(std::uint16_t port, const char* sni, const std::string& request) {
+ClientResult tls_roundtrip(std::uint16_t port, const char* sni, const std::string& request,
+                           const char* sigalgs = nullptr) {
   ClientResult out;
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   timeval tv{10, 0};
@@ -99,12 +102,14 @@ ClientResult tls_roundtrip(std::uint16_t port, const char* sni, const std::strin
   SSL* ssl = SSL_new(ctx);
   SSL_set_fd(ssl, fd);
   if (sni) SSL_set_tlsext_host_name(ssl, sni);
+  if (sigalgs) SSL_set1_sigalgs_list(ssl, sigalgs);
   if (SSL_connect(ssl) == 1) {
     out.handshake = true;
     if (X509* peer = SSL_get1_peer_certificate(ssl)) {
       char cn[256] = {};
       X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, cn, sizeof cn);
       out.peer_cn = cn;
+      out.peer_key_type = EVP_PKEY_get_base_id(X509_get0_pubkey(peer));
       X509_free(peer);
     }
     SSL_write(ssl, request.data(), static_cast<int>(request.size()));
@@ -230,6 +235,35 @@ TEST_CASE("tls transport: a worker serves requests over TLS with the SNI certifi
   CHECK(other.peer_cn == "other");
   CHECK(other.response.rfind("HTTP/1.1 502", 0) == 0);
   CHECK(none.peer_cn == "site.test");  // no SNI: the first certificate
+  CHECK(clean);
+}
+
+TEST_CASE("tls transport: an RSA and an ECDSA certificate for one name are both served", "[tls]") {
+  const auto saved = sluice::log::g_level.load();
+  sluice::log::set_level(sluice::log::Level::Error);
+  Gateway g = gateway_to(unused_port());
+  sluice::config::ListenerTls t;
+  t.certificates.push_back({certs().cert("site"), certs().key("site"), ""});
+  t.certificates.push_back({certs().cert("site_rsa"), certs().key("site_rsa"), ""});
+  g.cfg->listeners[0].tls = t;
+  std::string error;
+  auto ctx = sluice::net::TlsServerContext::build(t, error);
+  INFO(error);
+  REQUIRE(ctx);
+  CHECK(ctx->pick("site.test") == 0);  // one context for the one name
+
+  const std::string request = "GET / HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n";
+  ClientResult rsa_only, ec_only;
+  const bool clean = with_worker(g, sluice::proxy::TlsContexts{{ctx.get()}, {}}, [&] {
+    rsa_only = tls_roundtrip(g.port, "site.test", request, "RSA-PSS+SHA256:RSA+SHA256");
+    ec_only = tls_roundtrip(g.port, "site.test", request, "ECDSA+SHA256");
+  });
+  sluice::log::g_level.store(saved);
+  CHECK(rsa_only.handshake);
+  CHECK(rsa_only.peer_key_type == EVP_PKEY_RSA);
+  CHECK(ec_only.handshake);
+  CHECK(ec_only.peer_key_type == EVP_PKEY_EC);
+  CHECK(rsa_only.response.rfind("HTTP/1.1 502", 0) == 0);
   CHECK(clean);
 }
 
