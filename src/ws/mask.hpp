@@ -1,0 +1,45 @@
+// WebSocket masking (RFC 6455 5.3): XOR with a 4-byte key repeating from the
+// payload's first byte, in place, eight bytes at a time.
+//
+// The relay never unmasks and re-masks in two passes: XOR with the client's
+// key and then the gateway's is one XOR with both combined (remask). Keys for
+// client -> upstream frames come from MaskKeySource: OpenSSL's CSPRNG, drawn
+// in batches, never derived from anything the client sent.
+// Pure (but for the key source's RAND_bytes): no I/O, touches only the bytes given.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+
+namespace sluice::ws {
+
+using MaskKey = std::array<std::uint8_t, 4>;
+
+// XORs data[0..n) with `key`, where data[0] is byte `offset` of the payload
+// (frames arrive in pieces: the key's phase follows the payload position).
+// Masking and unmasking are the same operation.
+void apply_mask(std::uint8_t* data, std::size_t n, const MaskKey& key, std::uint64_t offset) noexcept;
+
+// Unmask with `from` and mask with `to` in one pass.
+inline void remask(std::uint8_t* data, std::size_t n, const MaskKey& from, const MaskKey& to,
+                   std::uint64_t offset) noexcept {
+  const MaskKey both{static_cast<std::uint8_t>(from[0] ^ to[0]), static_cast<std::uint8_t>(from[1] ^ to[1]),
+                     static_cast<std::uint8_t>(from[2] ^ to[2]), static_cast<std::uint8_t>(from[3] ^ to[3])};
+  apply_mask(data, n, both, offset);
+}
+
+// Fresh masking keys for one worker (not thread-safe; one per worker).
+// RAND_bytes is called once per kBatch keys, not once per frame.
+class MaskKeySource {
+ public:
+  static constexpr std::size_t kBatch = 256;
+  MaskKey next();
+
+ private:
+  void refill();
+  std::array<std::uint8_t, kBatch * 4> pool_{};
+  std::size_t used_ = kBatch;  // empty: the first next() refills
+};
+
+}  // namespace sluice::ws
