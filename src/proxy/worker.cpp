@@ -29,6 +29,11 @@ Worker::Worker(unsigned index, unsigned worker_count, std::shared_ptr<const conf
       id_step_(worker_count),
       next_id_(index) {
   uv_loop_init(&loop_);
+  // Initialised here, not in run(): stop() may be called (a signal right
+  // after start) before this worker's thread has begun. A stop that early is
+  // simply pending until the loop runs.
+  uv_async_init(&loop_, &stop_async_, on_async);
+  stop_async_.data = this;
   for (std::size_t i = 0; i < config_->upstreams.size(); ++i) {
     const net::TlsClientContext* tls = i < tls_.upstreams.size() ? tls_.upstreams[i] : nullptr;
     pools_.push_back(
@@ -62,8 +67,6 @@ void Worker::run() {
       SLUICE_LOG(Error, "worker=%u msg=\"listen failed\" error=%s", index_, uv_strerror(r));
     }
   }
-  uv_async_init(&loop_, &stop_async_, on_async);
-  stop_async_.data = this;
   uv_timer_init(&loop_, &drain_timer_);
   drain_timer_.data = this;
   uv_timer_init(&loop_, &flush_timer_);

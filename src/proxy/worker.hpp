@@ -38,7 +38,8 @@ class Worker {
 
   // Runs the loop on the calling thread until the drain completes.
   void run();
-  // Any thread: stop accepting, finish in-flight requests, then return from run().
+  // Any thread, any time after construction (even before run()): stop
+  // accepting, finish in-flight requests, then return from run().
   void stop();
   // After run(): true when the loop closed with no handle left.
   bool clean() const noexcept { return clean_; }
