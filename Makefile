@@ -39,13 +39,20 @@ test-asan: test-deps
 	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS)
 
-# The HTTP parser under libFuzzer (clang, ASan+UBSan), bounded: FUZZ_SECONDS
-# (default 60). Crashes land in build-fuzz/ as crash-* files.
+# Every tests/fuzz/*_fuzz.cpp target under libFuzzer (clang, ASan+UBSan),
+# each for FUZZ_SECONDS (default 60). Crashes land in build-fuzz/ as crash-*.
 FUZZ_SECONDS ?= 60
+FUZZ_TARGETS = $(basename $(notdir $(wildcard tests/fuzz/*_fuzz.cpp)))
 fuzz: deps
 	@test -f build-fuzz/CMakeCache.txt || CC=clang CXX=clang++ $(call CONFIGURE,build-fuzz,-DCMAKE_BUILD_TYPE=Debug -DSLUICE_FUZZ=ON -DSLUICE_TESTS=OFF)
-	@cmake --build build-fuzz --target parser_fuzz -j $(JOBS)
-	@cd build-fuzz && ./parser_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1
+	@cmake --build build-fuzz -j $(JOBS)
+	@set -e; cd build-fuzz; for t in $(FUZZ_TARGETS); do \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS)s"; \
+	  mkdir -p corpus-$$t; \
+	  ./$$t corpus-$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
+	    > fuzz-$$t.log 2>&1 || { tail -40 fuzz-$$t.log; exit 1; }; \
+	  grep -E '^Done|number_of_executed_units' fuzz-$$t.log; \
+	done
 
 bench: build
 	@sh scripts/install-deps.sh --bench
