@@ -1,0 +1,110 @@
+// FrameRelay: see relay.hpp.
+#include "ws/relay.hpp"
+
+#include <cstring>
+
+namespace sluice::ws {
+
+FrameRelay::FrameRelay(Role from, const RelayLimits& limits, MaskKeySource* keys,
+                       RelayListener& listener)
+    : parser_(from, *this, limits.allow_rsv1), limits_(limits), keys_(keys), listener_(listener) {}
+
+FrameRelay::Result FrameRelay::feed(Block* block, std::size_t off, std::size_t n,
+                                    net::OutBatch& out) {
+  if (fail_code_ != 0) return {false, fail_code_, fail_reason_};
+  block_ = block;
+  out_ = &out;
+  FrameParser::Result r = parser_.feed(reinterpret_cast<std::uint8_t*>(block->data) + off, n);
+  block_ = nullptr;
+  out_ = nullptr;
+  if (r.status == FrameParser::Status::Ok) return {true, 0, ""};
+  if (fail_code_ == 0) {  // the parser's own finding, not a policy refusal
+    fail_code_ = close_code(parser_.error());
+    fail_reason_ = to_string(parser_.error());
+  }
+  return {false, fail_code_, fail_reason_};
+}
+
+Verdict FrameRelay::refuse(std::uint16_t code, const char* reason) noexcept {
+  fail_code_ = code;
+  fail_reason_ = reason;
+  return Verdict::Abort;
+}
+
+void FrameRelay::emit_header(bool fin, std::uint8_t opcode, std::uint64_t length, bool rsv1) {
+  std::uint8_t header[kMaxHeaderBytes];
+  std::size_t n = encode_header(header, fin, opcode, length, keys_ ? out_key_.data() : nullptr, rsv1);
+  out_->append_copy(std::string_view(reinterpret_cast<const char*>(header), n));
+}
+
+Verdict FrameRelay::on_frame_header(const FrameHeader& h) {
+  in_ = h;
+  if (close_seen_) return refuse(1002, "frame after close");
+  if (keys_) out_key_ = keys_->next();  // never reused, never derived from the peer's key
+  if (is_control(h.opcode)) {
+    control_len_ = 0;
+    return Verdict::Continue;  // held whole; forwarded at its end
+  }
+  if (h.length > limits_.max_frame_bytes) return refuse(1009, "frame over max_frame_bytes");
+  if (h.opcode != kContinuation) {  // first frame of a message
+    message_bytes_ = 0;
+    text_ = h.opcode == kText && limits_.validate_utf8 && !h.rsv1;  // compressed: not checkable
+    utf8_.reset();
+  }
+  message_bytes_ += h.length;
+  if (message_bytes_ > limits_.max_message_bytes) return refuse(1009, "message over max_message_bytes");
+  listener_.on_data_frame();
+  emit_header(h.fin, h.opcode, h.length, h.rsv1);
+  out_frame_open_ = h.length > 0;
+  return Verdict::Continue;
+}
+
+Verdict FrameRelay::on_payload(std::uint8_t* p, std::size_t n, std::uint64_t offset) {
+  if (is_control(in_.opcode)) {
+    std::memcpy(control_.data() + control_len_, p, n);  // the parser bounds control frames to 125
+    if (in_.masked) apply_mask(control_.data() + control_len_, n, in_.mask, offset);
+    control_len_ += n;
+    return Verdict::Continue;
+  }
+  if (text_) {
+    // UTF-8 is checked on the plain text: unmask, check, then mask afresh.
+    if (in_.masked) apply_mask(p, n, in_.mask, offset);
+    if (!utf8_.feed(p, n)) return refuse(1007, "invalid UTF-8 in a text message");
+    if (keys_) apply_mask(p, n, out_key_, offset);
+  } else if (in_.masked && keys_) {
+    remask(p, n, in_.mask, out_key_, offset);  // one pass: the client's key off, ours on
+  } else if (in_.masked) {
+    apply_mask(p, n, in_.mask, offset);
+  } else if (keys_) {
+    apply_mask(p, n, out_key_, offset);
+  }
+  out_->append_block(block_, reinterpret_cast<const char*>(p), n);
+  return Verdict::Continue;
+}
+
+Verdict FrameRelay::on_frame_end() {
+  if (!is_control(in_.opcode)) {
+    out_frame_open_ = false;
+    if (in_.fin) {
+      if (text_ && !utf8_.complete()) return refuse(1007, "text message ends inside a character");
+      listener_.on_message(message_bytes_);
+    }
+    return Verdict::Continue;
+  }
+  if (in_.opcode == kClose) {
+    CloseCheck c = check_close_payload(control_.data(), control_len_);
+    if (c.error != 0) return refuse(c.error, "invalid close frame");
+    close_seen_ = true;
+    listener_.on_close(c.code);
+  } else if (in_.opcode == kPong && listener_.on_pong(control_.data(), control_len_)) {
+    return Verdict::Continue;  // the answer to the gateway's own ping: not forwarded
+  }
+  emit_header(true, in_.opcode, control_len_, false);
+  if (control_len_ > 0) {
+    if (keys_) apply_mask(control_.data(), control_len_, out_key_, 0);
+    out_->append_copy(std::string_view(reinterpret_cast<const char*>(control_.data()), control_len_));
+  }
+  return Verdict::Continue;
+}
+
+}  // namespace sluice::ws

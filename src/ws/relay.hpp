@@ -1,0 +1,106 @@
+// FrameRelay: one direction of a WebSocket connection, after the upgrade.
+//
+// Bytes read from one peer go in; what to send the other peer comes out,
+// appended to an OutBatch: frame headers re-encoded (with a fresh masking
+// key toward an upstream, unmasked toward a client) and payload handed on as
+// slices of the read block, re-masked in place. Data frames stream through
+// as their bytes arrive; control frames (at most 125 bytes) are held whole
+// so that a close payload is checked before it is forwarded and a pong that
+// answers the gateway's own ping can be kept back.
+// Policy lives here: frame and message size limits (1009), UTF-8 of text
+// messages across fragments (1007), and every protocol error the parser
+// finds (1002). One class serves both directions; the constructor says which.
+// Pure: no I/O; never touches bytes outside the span it is given.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+
+#include "core/buffer.hpp"
+#include "net/transport.hpp"
+#include "ws/frame.hpp"
+#include "ws/mask.hpp"
+#include "ws/utf8.hpp"
+
+namespace sluice::ws {
+
+struct RelayLimits {
+  std::uint64_t max_frame_bytes = 1 << 20;
+  std::uint64_t max_message_bytes = 4 << 20;
+  bool validate_utf8 = true;
+  bool allow_rsv1 = false;  // permessage-deflate passed through
+};
+
+class RelayListener {
+ public:
+  // A data frame began (idle timers count data, not pings).
+  virtual void on_data_frame() {}
+  // A complete message went through (for counters).
+  virtual void on_message(std::uint64_t bytes) { (void)bytes; }
+  // A pong arrived; return true to keep it back (it answers the gateway's
+  // own ping), false to forward it.
+  virtual bool on_pong(const std::uint8_t* payload, std::size_t n) {
+    (void)payload;
+    (void)n;
+    return false;
+  }
+  // A valid close frame was forwarded (code 1005 when it carried none).
+  virtual void on_close(std::uint16_t code) { (void)code; }
+
+ protected:
+  ~RelayListener() = default;
+};
+
+class FrameRelay final : private FrameHandler {
+ public:
+  // keys: non-null when frames go to an upstream (every frame is then masked
+  // with a fresh key from it); null when they go to a client (unmasked).
+  FrameRelay(Role from, const RelayLimits& limits, MaskKeySource* keys, RelayListener& listener);
+  FrameRelay(const FrameRelay&) = delete;
+  FrameRelay& operator=(const FrameRelay&) = delete;
+
+  struct Result {
+    bool ok;
+    std::uint16_t close_code;  // when !ok: the code to close the sending peer with
+    const char* reason;        // when !ok: for logs
+  };
+  // Relays block->data[off, off+n). Takes block references for what it hands
+  // on in `out`. After a failure nothing more is relayed.
+  Result feed(Block* block, std::size_t off, std::size_t n, net::OutBatch& out);
+  bool closed() const noexcept { return close_seen_; }
+  // A data frame's header went out and not all of its payload: after a
+  // failure, the receiving peer cannot be sent a close frame (its framing is
+  // mid-frame); only closing the connection is left.
+  bool output_mid_frame() const noexcept { return out_frame_open_; }
+
+ private:
+  Verdict on_frame_header(const FrameHeader& h) override;
+  Verdict on_payload(std::uint8_t* p, std::size_t n, std::uint64_t offset) override;
+  Verdict on_frame_end() override;
+  Verdict refuse(std::uint16_t code, const char* reason) noexcept;
+  void emit_header(bool fin, std::uint8_t opcode, std::uint64_t length, bool rsv1);
+
+  FrameParser parser_;
+  RelayLimits limits_;
+  MaskKeySource* keys_;
+  RelayListener& listener_;
+  Utf8Validator utf8_;
+  // the frame being relayed
+  FrameHeader in_{};
+  MaskKey out_key_{};
+  bool text_ = false;         // its payload is part of a text message
+  std::uint64_t message_bytes_ = 0;
+  // a control frame, held whole (unmasked)
+  std::array<std::uint8_t, kMaxControlPayload> control_{};
+  std::size_t control_len_ = 0;
+  // the feed in progress
+  Block* block_ = nullptr;
+  net::OutBatch* out_ = nullptr;
+  std::uint16_t fail_code_ = 0;
+  const char* fail_reason_ = "";
+  bool close_seen_ = false;
+  bool out_frame_open_ = false;
+};
+
+}  // namespace sluice::ws
