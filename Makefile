@@ -44,6 +44,7 @@ test-asan: test-deps
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS = $(basename $(notdir $(wildcard tests/fuzz/*_fuzz.cpp)))
 fuzz: deps
+	@sh scripts/install-deps.sh --fuzz
 	@test -f build-fuzz/CMakeCache.txt || CC=clang CXX=clang++ $(call CONFIGURE,build-fuzz,-DCMAKE_BUILD_TYPE=Debug -DSLUICE_FUZZ=ON -DSLUICE_TESTS=OFF)
 	@cmake --build build-fuzz -j $(JOBS)
 	@set -e; cd build-fuzz; for t in $(FUZZ_TARGETS); do \

@@ -23,6 +23,13 @@ if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--bench" ]; then
 nginx-light:/usr/sbin/nginx
 "
 fi
+if [ "${1:-}" = "--fuzz" ]; then
+  need="$need
+clang-14:/usr/bin/clang++-14
+clang:/usr/bin/clang++
+libclang-rt-14-dev:/usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a
+"
+fi
 if [ "${1:-}" = "--bench" ]; then
   need="$need
 wrk:/usr/bin/wrk
