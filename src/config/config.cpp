@@ -17,6 +17,7 @@
 
 #include "config/reader.hpp"
 #include "config/tls_settings.hpp"
+#include "config/websocket_settings.hpp"
 #include "core/log.hpp"
 
 namespace sluice::config {
@@ -275,7 +276,8 @@ class Loader {
     for (std::size_t i = 0; i < tables.size(); ++i) {
       const toml::table& t = *tables[i];
       const std::string prefix = indexed("route", i);
-      in_.check_keys(t, prefix, {"host", "path_prefix", "upstream", "strip_prefix", "hsts"});
+      in_.check_keys(t, prefix,
+                     {"host", "path_prefix", "upstream", "strip_prefix", "hsts", "websocket"});
       Route route;
       bool comparable = true;
       if (auto f = in_.field(t, prefix, "host")) {
@@ -316,6 +318,8 @@ class Loader {
             in_.error(*f, "must be printable ASCII, without CR, LF or other control characters");
         }
       }
+      if (auto f = in_.field(t, prefix, "websocket"))
+        read_route_websocket(in_, *f, route.websocket);
       // A route whose host or prefix was refused holds defaults there, which
       // would only produce a misleading duplicate report.
       if (comparable) {

@@ -115,6 +115,23 @@ struct Upstream {
   UpstreamTls tls;
 };
 
+// How a route treats a WebSocket upgrade. Read now; the relay that acts on it
+// is not built yet (until then every Upgrade is answered 501). The loader has
+// checked each origin with ws::parse_origin_pattern, each subprotocol is an
+// RFC 7230 token, and 1 <= max_frame_bytes <= max_message_bytes <= 1GiB.
+struct RouteWebSocket {
+  bool enabled = true;                        // false: an Upgrade on this route is answered 403
+  std::vector<std::string> allowed_origins;   // as written; empty = any origin
+  bool allow_missing_origin = false;          // non-browser clients send no Origin
+  std::vector<std::string> subprotocols;      // allowlist; empty = pass through what the upstream picks
+  std::uint64_t max_frame_bytes = 1 << 20;    // "1MiB"
+  std::uint64_t max_message_bytes = 4 << 20;  // "4MiB"
+  bool validate_utf8 = true;
+  Millis idle_timeout{300'000};               // "5m"
+  Millis ping_interval{30'000};               // "30s"
+  enum class Extensions : std::uint8_t { Strip, Passthrough } extensions = Extensions::Strip;
+};
+
 struct Route {
   std::string host = "*";         // lower-case: exact, "*.example.com", or "*"
   std::string path_prefix = "/";
@@ -122,6 +139,7 @@ struct Route {
   std::size_t upstream_index = 0; // index into Config::upstreams, set by the loader
   bool strip_prefix = false;
   std::string hsts;               // Strict-Transport-Security value on TLS responses ("" = none)
+  RouteWebSocket websocket;
 };
 
 struct ConfigError {

@@ -676,7 +676,7 @@ TEST_CASE("config: the shipped configs load", "[config]") {
   InDirectory root(SLUICE_SOURCE_DIR);
   INFO("conf/dev/localhost.pem and .key come from `sh scripts/dev-cert.sh` (run by make build)");
   const auto example = config_of(load_config("conf/example-full.toml"));
-  CHECK(example->routes.size() == 5);
+  CHECK(example->routes.size() == 6);
   REQUIRE(example->listeners.size() == 3);
   REQUIRE(example->listeners[2].tls.has_value());
   CHECK(example->listeners[2].tls->certificates.size() == 2);
