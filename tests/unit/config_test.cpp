@@ -16,6 +16,7 @@
 #include <string>
 
 #include "config/config.hpp"
+#include "config_support.hpp"
 
 namespace {
 
@@ -56,26 +57,12 @@ std::vector<ConfigError> load_bad(const std::string& text) {
   return errors_of(parse_config(text, kPath));
 }
 
-// The one error with this key; fails the test if there is not exactly one.
-ConfigError error_for(const std::vector<ConfigError>& errors, const std::string& key) {
-  std::vector<ConfigError> found;
-  for (const auto& e : errors) {
-    UNSCOPED_INFO(e.to_string());
-    if (e.key == key) found.push_back(e);
-  }
-  REQUIRE(found.size() == 1);
-  return found.front();
-}
+using config_support::error_for;
 
 // A single error is expected, under `key`, with `fragment` in its message.
 void expect_error(const std::string& text, const std::string& key, const std::string& fragment) {
-  const auto errors = load_bad(text);
-  CHECK(errors.size() == 1);
-  const auto e = error_for(errors, key);
-  CHECK_THAT(e.message, Catch::Contains(fragment));
+  const auto e = config_support::single_error(load_bad(text), key, fragment);
   CHECK(e.file == kPath);
-  CHECK(e.line > 0);
-  CHECK(e.column > 0);
 }
 
 std::string with_section(const std::string& section, const std::string& body) {

@@ -20,6 +20,7 @@
 #include <string>
 
 #include "config/config.hpp"
+#include "config_support.hpp"
 #include "core/log.hpp"
 
 namespace {
@@ -175,23 +176,10 @@ std::vector<ConfigError> load_bad(const std::string& text) {
   return std::get<std::vector<ConfigError>>(result);
 }
 
-ConfigError error_for(const std::vector<ConfigError>& errors, const std::string& key) {
-  std::vector<ConfigError> found;
-  for (const auto& e : errors) {
-    UNSCOPED_INFO(e.to_string());
-    if (e.key == key) found.push_back(e);
-  }
-  REQUIRE(found.size() == 1);
-  return found.front();
-}
+using config_support::error_for;
 
 void expect_error(const std::string& text, const std::string& key, const std::string& fragment) {
-  const auto errors = load_bad(text);
-  CHECK(errors.size() == 1);
-  const auto e = error_for(errors, key);
-  CHECK_THAT(e.message, Catch::Contains(fragment));
-  CHECK(e.line > 0);
-  CHECK(e.column > 0);
+  config_support::single_error(load_bad(text), key, fragment);
 }
 
 constexpr const char* kRouteAndUpstream = R"(

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "config/config.hpp"
+#include "config_support.hpp"
 
 namespace {
 
@@ -61,25 +62,13 @@ const RouteWebSocket& ws_of(const std::shared_ptr<const Config>& c) {
   return c->routes[1].websocket;
 }
 
-// The one error with this key; fails the test if there is not exactly one.
-ConfigError error_for(const std::vector<ConfigError>& errors, const std::string& key) {
-  std::vector<ConfigError> found;
-  for (const auto& e : errors) {
-    UNSCOPED_INFO(e.to_string());
-    if (e.key == key) found.push_back(e);
-  }
-  REQUIRE(found.size() == 1);
-  return found.front();
-}
+using config_support::error_for;
 
 // Exactly one error, at route[1].websocket.<key>, placed, holding `fragment`.
 void expect_error(const std::string& text, const std::string& key, const std::string& fragment) {
-  const auto errors = load_bad(text);
-  CHECK(errors.size() == 1);
-  const auto e = error_for(errors, "route[1].websocket" + (key.empty() ? "" : "." + key));
-  CHECK_THAT(e.message, Catch::Contains(fragment));
+  const auto e = config_support::single_error(
+      load_bad(text), "route[1].websocket" + (key.empty() ? "" : "." + key), fragment);
   CHECK(e.line >= 11);
-  CHECK(e.column > 0);
 }
 
 void check_defaults(const RouteWebSocket& ws) {
