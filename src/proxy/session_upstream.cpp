@@ -83,12 +83,9 @@ void Session::retry_or_fail(int status) {
   }
   if (!retried_ && is_idempotent(method_) && !body_forwarded_ && !resp_started_) {
     retried_ = true;
-    // Bytes already queued for the dead connection died with it.
+    // Bytes already queued for the dead connection died with it. No body
+    // byte was forwarded, so any body is still in the pending input.
     to_upstream_.clear();
-    if (req_parser_.head_complete() && !req_done_) {
-      // The parser was resumed for the body; nothing was forwarded, so the
-      // body has not started: the pending input still holds it.
-    }
     connect_upstream();
     return;
   }
@@ -221,12 +218,8 @@ void Session::on_upstream_error(int) { upstream_broken(true); }
 // believe the response is complete, so its connection is cut.
 void Session::upstream_broken(bool may_retry) {
   if (!resp_started_) {
-    if (may_retry) {
-      retry_or_fail(502);
-    } else {
-      body_forwarded_ = true;  // never retry a request whose answer was garbage
-      retry_or_fail(502);
-    }
+    if (!may_retry) body_forwarded_ = true;  // never retry a request whose answer was garbage
+    retry_or_fail(502);
     return;
   }
   SLUICE_LOG(Warn, "conn=%" PRIu64 " msg=\"upstream response truncated\" server=%s", id_,
