@@ -21,6 +21,8 @@ struct Table {
       std::string head = "HTTP/1.1 " + std::to_string(s) + " " + reason_phrase(s) +
                          "\r\nServer: sluice\r\nContent-Type: text/plain; charset=utf-8\r\n"
                          "Content-Length: " + std::to_string(body.size()) + "\r\n";
+      // 426 is only ever about the WebSocket version (RFC 6455 4.4).
+      if (s == 426) head += "Sec-WebSocket-Version: 13\r\n";
       close[i] = head + "Connection: close\r\n\r\n" + body;
       keep[i] = head + "\r\n" + body;
     }

@@ -12,6 +12,7 @@
 #include "http/forward.hpp"
 #include "http/headers.hpp"
 #include "http/responses.hpp"
+#include "proxy/upgrade.hpp"
 #include "proxy/worker.hpp"
 
 namespace sluice::proxy {
@@ -327,14 +328,9 @@ http::ParserHandler::Next Session::on_request_head(http::MessageHead& head) {
   path_.assign(head.url());
   const Next next = req_has_body_ ? Next::Pause : Next::Continue;
 
-  if (head.upgrade) {
-    // The hand-off point for protocol upgrades. Until frame-aware WebSocket
-    // relaying exists, nothing is tunnelled blindly. What follows an upgrade
-    // request is not HTTP, so the connection ends with the answer.
-    local_status_ = 501;
-    client_keep_alive_ = false;
-    return next;
-  }
+  // What follows an upgrade request is not HTTP: the connection ends with
+  // the answer (until the WebSocket relay takes such connections over).
+  if (head.upgrade) client_keep_alive_ = false;
   std::size_t hosts = head.count("host");
   if (hosts > 1 || (hosts == 0 && !client_http10_)) {
     local_status_ = 400;
@@ -371,6 +367,18 @@ http::ParserHandler::Next Session::on_request_head(http::MessageHead& head) {
   route_ = w_.router().match(std::string_view(host, host_len), path == "*" ? "/" : path);
   if (!route_) {
     local_status_ = 404;
+    return next;
+  }
+  if (head.upgrade) {
+    // The hand-off point: the handshake is checked against the route's
+    // policy first; a valid one gets 501 until frame-aware relaying exists,
+    // and nothing is ever tunnelled blindly.
+    const UpgradeCheck c = check_websocket_upgrade(head, route_->websocket);
+    local_status_ = static_cast<std::uint16_t>(c.status != 0 ? c.status : 501);
+    if (c.status != 0) {
+      SLUICE_LOG(Info, "conn=%" PRIu64 " msg=\"upgrade refused\" client=%s status=%d reason=\"%s\"",
+                 id_, client_ip_, c.status, c.reason);
+    }
     return next;
   }
   pool_ = &w_.pool(route_->upstream_index);

@@ -15,7 +15,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (SluiceTestCase, send_response, upstream)  # noqa: E402
+from harness import (SluiceTestCase, route, send_response, upstream)  # noqa: E402
 
 HOP_BY_HOP = ("keep-alive", "proxy-connection", "te", "trailer", "upgrade")
 
@@ -107,30 +107,80 @@ class ResponseHeaders(SluiceTestCase):
         self.assertEqual(resp.header("x-up-end"), "kept")
 
 
+WS_HANDSHAKE = [("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+                ("Sec-WebSocket-Version", "13")]
+
+
+def without(headers, name):
+    return [(k, v) for k, v in headers if k.lower() != name.lower()]
+
+
 class Upgrades(SluiceTestCase):
+    """Upgrade requests are checked against the handshake rules and the
+    route's policy; none is forwarded (a valid WebSocket handshake gets 501
+    until the frame relay is wired in)."""
 
     def setUp(self):
         super().setUp()
         self.app = self.backend("app")
-        self.s = self.sluice([upstream("app", [self.app])])
+        routes = [route("app"),
+                  route("app", path_prefix="/strict",
+                        websocket={"allowed_origins": ["https://chat.example.com"],
+                                   "subprotocols": ["chat.v2"]}),
+                  route("app", path_prefix="/off", websocket={"enabled": False}),
+                  route("app", path_prefix="/bots", websocket={"allow_missing_origin": True})]
+        self.s = self.sluice([upstream("app", [self.app])], routes=routes)
 
-    def refused(self, target, headers):
+    def refused(self, target, headers, status, method="GET"):
         c = self.client(self.s.port)
-        resp = c.roundtrip(target=target, headers=headers)
-        self.assertErrorResponse(resp, 501)
+        c.request(method=method, target=target, headers=headers)
+        resp = c.read_response(method)
+        self.assertErrorResponse(resp, status)
         self.assertConnectionConsistent(c, resp, "/after")
         self.assertNotIn(target, [h.target for h in self.app.heads],
                          "upgrade request forwarded")
         self.assertNotIn(b"upgrade:", self.app.raw_bytes().lower())
+        return resp
 
-    def test_websocket_upgrade_is_501(self):
-        self.refused("/chat", [("Upgrade", "websocket"), ("Connection", "Upgrade"),
-                               ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
-                               ("Sec-WebSocket-Version", "13")])
+    def test_valid_websocket_handshake_is_501_until_relaying_exists(self):
+        self.refused("/chat", WS_HANDSHAKE + [("Origin", "http://localhost")], 501)
 
     def test_h2c_upgrade_is_501(self):
         self.refused("/h2c", [("Upgrade", "h2c"), ("Connection", "Upgrade, HTTP2-Settings"),
-                              ("HTTP2-Settings", "AAMAAABkAAQCAAAAAAIAAAAA")])
+                              ("HTTP2-Settings", "AAMAAABkAAQCAAAAAAIAAAAA")], 501)
+
+    def test_wrong_version_is_426_naming_13(self):
+        headers = without(WS_HANDSHAKE, "sec-websocket-version") + [
+            ("Sec-WebSocket-Version", "8"), ("Origin", "http://localhost")]
+        resp = self.refused("/chat", headers, 426)
+        self.assertEqual(resp.header("sec-websocket-version"), "13")
+
+    def test_bad_key_is_400(self):
+        for key in ("short", "dGhlIHNhbXBsZSBub25jZQ", "dGhlIHNhbXBsZSBub25jZXg="):
+            with self.subTest(key=key):
+                headers = without(WS_HANDSHAKE, "sec-websocket-key") + [
+                    ("Sec-WebSocket-Key", key), ("Origin", "http://localhost")]
+                self.refused("/chat", headers, 400)
+
+    def test_post_upgrade_is_400(self):
+        self.refused("/chat", WS_HANDSHAKE + [("Origin", "http://localhost")], 400, method="POST")
+
+    def test_missing_origin_is_403_unless_the_route_allows_it(self):
+        self.refused("/chat", WS_HANDSHAKE, 403)
+        self.refused("/bots", WS_HANDSHAKE, 501)
+
+    def test_origin_not_in_the_allowlist_is_403(self):
+        offer = WS_HANDSHAKE + [("Sec-WebSocket-Protocol", "chat.v2")]
+        self.refused("/strict", offer + [("Origin", "https://evil.example.com")], 403)
+        self.refused("/strict", offer + [("Origin", "https://chat.example.com")], 501)
+
+    def test_only_refused_subprotocols_offered_is_403(self):
+        self.refused("/strict", WS_HANDSHAKE + [("Origin", "https://chat.example.com"),
+                                                ("Sec-WebSocket-Protocol", "chat.v1, other")], 403)
+
+    def test_websocket_disabled_on_the_route_is_403(self):
+        self.refused("/off", WS_HANDSHAKE + [("Origin", "http://localhost")], 403)
 
 
 if __name__ == "__main__":

@@ -544,7 +544,9 @@ TEST_CASE("worker loop: a refused upgrade request leaves the connection usable o
     Fd client = connect_to(w.port());
     std::string report;
     send_all(client.get(),
-             "GET /chat HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+             "GET /chat HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+             "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+             "Origin: http://app.test\r\n\r\n");
     const std::string first = read_message(client.get());
     report += first.rfind("HTTP/1.1 501 ", 0) == 0 ? "501;" : "first=" + first + ";";
     send_all(client.get(), "GET /next HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n");
