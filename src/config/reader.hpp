@@ -78,4 +78,28 @@ class Reader {
   std::vector<ConfigError> warnings_;
 };
 
+// An array of strings, each checked by `check` (which reports and returns
+// false when it refuses one). `out` is replaced only when every entry passed,
+// so a half-read list never stands in for the one the operator wrote.
+template <typename Check>
+void read_string_list(Reader& in, const Field& f, const char* example,
+                      std::vector<std::string>& out, Check check) {
+  const toml::array* items = f.node->as_array();
+  if (items == nullptr) {
+    in.error(f, std::string("expected an array of strings such as [") + example + "]");
+    return;
+  }
+  std::vector<std::string> read;
+  bool all_good = true;
+  for (std::size_t i = 0; i < items->size(); ++i) {
+    const Field entry{items->get(i), indexed(f.path, i)};
+    auto s = in.as_string(entry);
+    if (s && check(entry, *s))
+      read.push_back(std::move(*s));
+    else
+      all_good = false;
+  }
+  if (all_good) out = std::move(read);
+}
+
 }  // namespace sluice::config

@@ -272,26 +272,11 @@ void read_certificates(Reader& in, const Field& f, std::vector<TlsCertificate>& 
 }
 
 void read_alpn(Reader& in, const Field& f, std::vector<std::string>& out) {
-  const toml::array* names = f.node->as_array();
-  if (names == nullptr) {
-    in.error(f, "expected an array of strings such as [\"http/1.1\"]");
-    return;
-  }
-  std::vector<std::string> read;
-  bool all_good = true;
-  for (std::size_t i = 0; i < names->size(); ++i) {
-    const Field entry{names->get(i), indexed(f.path, i)};
-    auto name = in.as_string(entry);
-    if (name && (name->empty() || name->size() > kMaxAlpnBytes)) {
-      in.error(entry, "must be 1..255 bytes long");
-      name.reset();
-    }
-    if (name)
-      read.push_back(std::move(*name));
-    else
-      all_good = false;
-  }
-  if (all_good) out = std::move(read);
+  read_string_list(in, f, "\"http/1.1\"", out, [&](const Field& entry, const std::string& name) {
+    if (!name.empty() && name.size() <= kMaxAlpnBytes) return true;
+    in.error(entry, "must be 1..255 bytes long");
+    return false;
+  });
 }
 
 // What a TLS client can send as SNI and check against the certificate: a

@@ -6,8 +6,8 @@
 // route that silently refuses every upgrade in production.
 #include "config/websocket_settings.hpp"
 
-#include <algorithm>
 
+#include "http/headers.hpp"
 #include "ws/handshake.hpp"
 
 namespace sluice::config {
@@ -16,43 +16,7 @@ namespace {
 constexpr std::uint64_t kMaxFrameBytes = std::uint64_t{1} << 31;
 constexpr std::uint64_t kMaxMessageBytes = std::uint64_t{1} << 30;
 
-// RFC 7230 3.2.6 tchar: what Sec-WebSocket-Protocol items are made of
-// (RFC 6455 4.1 requires each to be a token).
-bool is_tchar(char c) {
-  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
-  constexpr std::string_view kSpecials = "!#$%&'*+-.^_`|~";
-  return kSpecials.find(c) != std::string_view::npos;
-}
-
-bool is_token(std::string_view s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), is_tchar);
-}
-
 std::string bytes_text(std::uint64_t n) { return std::to_string(n) + " bytes"; }
-
-// An array of strings, each checked by `check` (which reports and returns
-// false when it refuses one). `out` is replaced only when every entry passed,
-// so a half-read list never stands in for the one the operator wrote.
-template <typename Check>
-void read_string_list(Reader& in, const Field& f, const char* example,
-                      std::vector<std::string>& out, Check check) {
-  const toml::array* items = f.node->as_array();
-  if (items == nullptr) {
-    in.error(f, std::string("expected an array of strings such as [") + example + "]");
-    return;
-  }
-  std::vector<std::string> read;
-  bool all_good = true;
-  for (std::size_t i = 0; i < items->size(); ++i) {
-    const Field entry{items->get(i), indexed(f.path, i)};
-    auto s = in.as_string(entry);
-    if (s && check(entry, *s))
-      read.push_back(std::move(*s));
-    else
-      all_good = false;
-  }
-  if (all_good) out = std::move(read);
-}
 
 void read_origins(Reader& in, const Field& f, std::vector<std::string>& out) {
   read_string_list(in, f, "\"https://chat.example.com\"", out,
@@ -68,7 +32,7 @@ void read_origins(Reader& in, const Field& f, std::vector<std::string>& out) {
 
 void read_subprotocols(Reader& in, const Field& f, std::vector<std::string>& out) {
   read_string_list(in, f, "\"chat.v1\"", out, [&](const Field& entry, const std::string& name) {
-    if (is_token(name)) return true;
+    if (http::is_token(name)) return true;  // RFC 6455 4.1: each is a token
     in.error(entry, name.empty()
                         ? std::string("must not be empty: a subprotocol is an RFC 7230 token")
                         : "invalid subprotocol " + quoted(name) +

@@ -13,6 +13,10 @@ inline char ascii_lower(char c) noexcept {
 }
 
 bool iequals(std::string_view a, std::string_view b) noexcept;
+// RFC 9110 tchar, and a token: the only bytes a header name (or a
+// subprotocol name) may hold.
+bool is_tchar(unsigned char c) noexcept;
+bool is_token(std::string_view s) noexcept;
 std::string_view trim_ows(std::string_view s) noexcept;
 
 // Calls fn(token) for each non-empty element of a comma-separated list,

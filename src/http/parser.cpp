@@ -9,18 +9,6 @@ namespace sluice::http {
 
 namespace {
 
-// RFC 9110 tchar: the only bytes a header name may hold.
-bool is_tchar(unsigned char c) noexcept {
-  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
-  switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
-    case '-': case '.': case '^': case '_': case '`': case '|': case '~':
-      return true;
-    default:
-      return false;
-  }
-}
-
 Parser* self(llhttp_t* p) noexcept { return static_cast<Parser*>(p->data); }
 
 }  // namespace
