@@ -4,12 +4,29 @@
 
 #include <catch2/catch.hpp>
 
+#include <memory>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "config/config.hpp"
 
 namespace config_support {
+
+// The config a text must load to; fails the test with every error otherwise.
+inline std::shared_ptr<const sluice::config::Config> config_of(sluice::config::LoadResult result) {
+  if (auto* errors = std::get_if<std::vector<sluice::config::ConfigError>>(&result)) {
+    for (const auto& e : *errors) UNSCOPED_INFO(e.to_string());
+    FAIL("expected the config to load");
+  }
+  return std::get<std::shared_ptr<const sluice::config::Config>>(result);
+}
+
+// The errors a text must produce; fails the test if it loads.
+inline std::vector<sluice::config::ConfigError> errors_of(sluice::config::LoadResult result) {
+  REQUIRE(std::holds_alternative<std::vector<sluice::config::ConfigError>>(result));
+  return std::get<std::vector<sluice::config::ConfigError>>(result);
+}
 
 // The one error with this key; fails the test if there is not exactly one.
 inline sluice::config::ConfigError error_for(const std::vector<sluice::config::ConfigError>& errors,

@@ -36,18 +36,8 @@ name = "app"
 servers = ["127.0.0.1:9000"]
 )";
 
-std::shared_ptr<const Config> config_of(LoadResult result) {
-  if (auto* errors = std::get_if<std::vector<ConfigError>>(&result)) {
-    for (const auto& e : *errors) UNSCOPED_INFO(e.to_string());
-    FAIL("expected the config to load");
-  }
-  return std::get<std::shared_ptr<const Config>>(result);
-}
-
-std::vector<ConfigError> errors_of(LoadResult result) {
-  REQUIRE(std::holds_alternative<std::vector<ConfigError>>(result));
-  return std::get<std::vector<ConfigError>>(result);
-}
+using config_support::config_of;
+using config_support::errors_of;
 
 std::shared_ptr<const Config> load_ok(const std::string& text) {
   return config_of(parse_config(text, kPath));

@@ -160,20 +160,14 @@ class Files {
 // ---- loading ----
 
 std::shared_ptr<const Config> load_ok(const std::string& text) {
-  LoadResult result = parse_config(text, kPath);
-  if (auto* errors = std::get_if<std::vector<ConfigError>>(&result)) {
-    for (const auto& e : *errors) UNSCOPED_INFO(e.to_string());
-    FAIL("expected the config to load");
-  }
-  return std::get<std::shared_ptr<const Config>>(result);
+  return config_support::config_of(parse_config(text, kPath));
 }
 
 std::vector<ConfigError> load_bad(const std::string& text) {
-  LoadResult result = parse_config(text, kPath);
-  REQUIRE(std::holds_alternative<std::vector<ConfigError>>(result));
+  auto errors = config_support::errors_of(parse_config(text, kPath));
   // Every failed check leaves OpenSSL's error queue as it found it.
   CHECK(ERR_peek_error() == 0);
-  return std::get<std::vector<ConfigError>>(result);
+  return errors;
 }
 
 using config_support::error_for;

@@ -43,18 +43,11 @@ std::string with_table(const std::string& body) {
 }
 
 std::shared_ptr<const Config> load_ok(const std::string& text) {
-  LoadResult result = parse_config(text, kPath);
-  if (auto* errors = std::get_if<std::vector<ConfigError>>(&result)) {
-    for (const auto& e : *errors) UNSCOPED_INFO(e.to_string());
-    FAIL("expected the config to load");
-  }
-  return std::get<std::shared_ptr<const Config>>(result);
+  return config_support::config_of(parse_config(text, kPath));
 }
 
 std::vector<ConfigError> load_bad(const std::string& text) {
-  LoadResult result = parse_config(text, kPath);
-  REQUIRE(std::holds_alternative<std::vector<ConfigError>>(result));
-  return std::get<std::vector<ConfigError>>(result);
+  return config_support::errors_of(parse_config(text, kPath));
 }
 
 const RouteWebSocket& ws_of(const std::shared_ptr<const Config>& c) {
