@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <variant>
@@ -51,5 +52,23 @@ inline sluice::config::ConfigError single_error(const std::vector<sluice::config
   CHECK(e.column > 0);
   return e;
 }
+
+// The working directory changed for the scope: the shipped configs name
+// their TLS files relative to the repository's root.
+class InDirectory {
+ public:
+  explicit InDirectory(const std::filesystem::path& dir) : saved_(std::filesystem::current_path()) {
+    std::filesystem::current_path(dir);
+  }
+  ~InDirectory() {
+    std::error_code ec;
+    std::filesystem::current_path(saved_, ec);
+  }
+  InDirectory(const InDirectory&) = delete;
+  InDirectory& operator=(const InDirectory&) = delete;
+
+ private:
+  std::filesystem::path saved_;
+};
 
 }  // namespace config_support

@@ -144,23 +144,7 @@ void check_defaults(const Config& c, const std::string& upstream) {
   CHECK(c.warnings.empty());
 }
 
-// The working directory changed for the scope: the shipped configs name
-// their TLS files relative to the repository's root.
-class InDirectory {
- public:
-  explicit InDirectory(const std::string& dir) : saved_(std::filesystem::current_path()) {
-    std::filesystem::current_path(dir);
-  }
-  ~InDirectory() {
-    std::error_code ec;
-    std::filesystem::current_path(saved_, ec);
-  }
-  InDirectory(const InDirectory&) = delete;
-  InDirectory& operator=(const InDirectory&) = delete;
-
- private:
-  std::filesystem::path saved_;
-};
+using config_support::InDirectory;
 
 }  // namespace
 

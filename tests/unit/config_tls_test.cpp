@@ -220,20 +220,7 @@ class QuietLog {
   std::uint8_t saved_;
 };
 
-// The working directory changed for the scope.
-class InDirectory {
- public:
-  explicit InDirectory(const fs::path& dir) : saved_(fs::current_path()) { fs::current_path(dir); }
-  ~InDirectory() {
-    std::error_code ec;
-    fs::current_path(saved_, ec);
-  }
-  InDirectory(const InDirectory&) = delete;
-  InDirectory& operator=(const InDirectory&) = delete;
-
- private:
-  fs::path saved_;
-};
+using config_support::InDirectory;
 
 }  // namespace
 

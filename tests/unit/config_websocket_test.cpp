@@ -364,23 +364,7 @@ upstream = "app"
 #ifdef SLUICE_SOURCE_DIR
 namespace {
 
-// The working directory changed for the scope: the shipped configs name
-// their TLS files relative to the repository's root.
-class InDirectory {
- public:
-  explicit InDirectory(const std::string& dir) : saved_(std::filesystem::current_path()) {
-    std::filesystem::current_path(dir);
-  }
-  ~InDirectory() {
-    std::error_code ec;
-    std::filesystem::current_path(saved_, ec);
-  }
-  InDirectory(const InDirectory&) = delete;
-  InDirectory& operator=(const InDirectory&) = delete;
-
- private:
-  std::filesystem::path saved_;
-};
+using config_support::InDirectory;
 
 std::shared_ptr<const Config> load_file(const std::string& path) {
   LoadResult result = load_config(path);
