@@ -36,7 +36,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from httpwire import *  # noqa: E402,F401,F403  (re-exported for the test scripts)
-from httpwire import LOOPBACK, Client  # noqa: E402
+from httpwire import LOOPBACK, Client, free_port, port_accepts  # noqa: E402,F401
 from peers import *  # noqa: E402,F401,F403
 from peers import Backend, Blackhole, Nginx  # noqa: E402
 
@@ -66,13 +66,6 @@ SLOW = 3.0 if SANITIZED else 1.0
 
 # ---------------------------------------------------------------------------
 # small helpers
-
-def free_port():
-    """A port nothing listens on right now (bind to 0, read it, release it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
-
 
 def wait_until(predicate, timeout, interval=0.02, message="condition"):
     """Polls `predicate` until true or the deadline; for states with no event
@@ -118,18 +111,6 @@ def connect_refused(port, timeout=1.0):
     finally:
         s.close()
     return False
-
-
-def port_accepts(port, timeout=0.5):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    try:
-        s.connect((LOOPBACK, port))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
 
 
 def rss_kib(pid):

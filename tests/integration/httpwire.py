@@ -17,6 +17,26 @@ RAW_CAP = 1 << 20          # bytes of raw traffic kept per connection
 LOOPBACK = "127.0.0.1"
 
 
+def free_port():
+    """A port nothing listens on right now (bind to 0, read it, release it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+def port_accepts(port, timeout=0.5):
+    """True when something accepts connections on 127.0.0.1:port."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect((LOOPBACK, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
 class ConnectionClosed(Exception):
     """The peer closed (or reset) the connection before a complete message head."""
 

@@ -18,29 +18,11 @@ import time
 
 from httpwire import (IO_TIMEOUT, LOOPBACK, ConnectionClosed, Headers, ProtocolError,
                       Stream, _BodySink, _read_chunked, _read_head_lines, _split_header,
-                      chunked_body)
+                      chunked_body, free_port, port_accepts)
 
 NGINX_BIN = "/usr/sbin/nginx"
 NGINX_ECHO_MODULE = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
 BODY_CAP = 1 << 20         # bytes of a request body kept (the hash covers all)
-
-
-def _free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
-
-
-def _port_accepts(port, timeout=0.5):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    try:
-        s.connect((LOOPBACK, port))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
 
 
 # ---------------------------------------------------------------------------
@@ -421,7 +403,7 @@ class Nginx:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, "wb") as f:
                 f.write(data)
-        self.port = _free_port()
+        self.port = free_port()
         self.addr = "%s:%d" % (LOOPBACK, self.port)
         self.access_log = os.path.join(self.dir, "access.log")
         self.error_log = os.path.join(self.dir, "error.log")
@@ -495,7 +477,7 @@ http {
             if self.proc.poll() is not None:
                 raise AssertionError("nginx exited %d: %s\n%s" % (
                     self.proc.returncode, self.proc.stderr.read().decode(), self.error_text()))
-            if _port_accepts(self.port, 0.2):
+            if port_accepts(self.port, 0.2):
                 return self
             time.sleep(0.02)
         self.stop()
