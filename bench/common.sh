@@ -69,16 +69,8 @@ bench_tmp() {
   trap 'say terminated; exit 143' TERM
 }
 
-# Exit 0 when something accepts TCP connections on 127.0.0.1:$1.
-port_open() {
-  "$python" -c '
-import socket, sys
-try:
-    socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=0.5).close()
-except OSError:
-    sys.exit(1)
-' "$1"
-}
+# shellcheck source=scripts/lib.sh
+. "$root/scripts/lib.sh"
 
 # free_ports N: N distinct free loopback ports, held open together while they
 # are chosen, on one line.

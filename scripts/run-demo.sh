@@ -34,16 +34,8 @@ backend_script="$root/demo/backend.py"
 port=${SLUICE_DEMO_BACKEND_PORT:-9000}
 ready_timeout=10   # seconds the backend gets to accept connections
 
-# Exit 0 when something accepts TCP connections on 127.0.0.1:$1.
-port_open() {
-  "$python" -c '
-import socket, sys
-try:
-    socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=0.5).close()
-except OSError:
-    sys.exit(1)
-' "$1"
-}
+# shellcheck source=scripts/lib.sh
+. "$root/scripts/lib.sh"
 
 backend_pid=
 phase=starting   # starting -> gateway (running in the foreground) -> finished
