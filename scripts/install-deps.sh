@@ -21,6 +21,9 @@ python3:/usr/bin/python3
 if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--bench" ]; then
   need="$need
 nginx-light:/usr/sbin/nginx
+python3-websockets:/usr/lib/python3/dist-packages/websockets/__init__.py
+nodejs:/usr/bin/node
+npm:/usr/bin/npm
 "
 fi
 if [ "${1:-}" = "--fuzz" ]; then
@@ -37,13 +40,26 @@ util-linux:/usr/bin/taskset
 "
 fi
 
+# Node packages for the test peers, from the npm registry, pinned by
+# tests/node/package-lock.json (run after the Debian packages are in).
+node_peers() {
+  [ "${1:-}" = "--test" ] || [ "${1:-}" = "--bench" ] || return 0
+  dir=$(dirname "$0")/../tests/node
+  [ -f "$dir/node_modules/ws/package.json" ] && return 0
+  echo "install-deps: installing the Node test peers (npm ci in tests/node)" >&2
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+}
+
 missing=""
 for entry in $need; do
   pkg=${entry%%:*}
   file=${entry#*:}
   [ -e "$file" ] || missing="$missing $pkg"
 done
-[ -z "$missing" ] && exit 0
+if [ -z "$missing" ]; then
+  node_peers "${1:-}"
+  exit 0
+fi
 
 if [ "$(id -u)" != 0 ]; then
   echo "install-deps: missing packages:$missing (run as root, or install them with apt-get)" >&2
@@ -54,3 +70,4 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq >/dev/null
 # shellcheck disable=SC2086
 apt-get install -y -qq --no-install-recommends $missing >/dev/null
+node_peers "${1:-}"

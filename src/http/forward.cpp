@@ -32,6 +32,21 @@ struct ConnectionTokens {
   }
 };
 
+// The fields the gateway writes itself on an upgrade, on both legs.
+bool is_websocket_handshake_field(std::string_view name) noexcept {
+  return iequals(name, "sec-websocket-key") || iequals(name, "sec-websocket-version") ||
+         iequals(name, "sec-websocket-protocol") || iequals(name, "sec-websocket-extensions") ||
+         iequals(name, "sec-websocket-accept");
+}
+
+void append_field(std::string& out, std::string_view name, std::string_view value) {
+  if (value.empty()) return;
+  out += name;
+  out += ": ";
+  out += value;
+  out += "\r\n";
+}
+
 }  // namespace
 
 void write_upstream_head(const MessageHead& head, const RequestForward& f, std::string& out) {
@@ -54,6 +69,7 @@ void write_upstream_head(const MessageHead& head, const RequestForward& f, std::
         iequals(n, "x-forwarded-host")) {
       continue;
     }
+    if (f.websocket && is_websocket_handshake_field(n)) continue;
     if (iequals(n, "x-forwarded-for")) {
       has_xff = true;  // joined below, in order, into one field
       continue;
@@ -100,6 +116,13 @@ void write_upstream_head(const MessageHead& head, const RequestForward& f, std::
   }
   out += f.client_http10 ? "1.0 sluice\r\n" : "1.1 sluice\r\n";
   if (head.chunked) out += "Transfer-Encoding: chunked\r\n";
+  if (const WebSocketForward* ws = f.websocket) {
+    out += "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ";
+    out += ws->key;
+    out += "\r\nSec-WebSocket-Version: 13\r\n";
+    append_field(out, "Sec-WebSocket-Protocol", ws->protocols);
+    append_field(out, "Sec-WebSocket-Extensions", ws->extensions);
+  }
   out += "\r\n";
 }
 
@@ -130,6 +153,26 @@ void write_client_head(const MessageHead& head, const ResponseFraming& f, std::s
     out += "Connection: close\r\n";
   } else if (f.client_http10) {
     out += "Connection: keep-alive\r\n";
+  }
+  out += "\r\n";
+}
+
+void write_switch_head(const MessageHead& head, std::string_view accept, std::string_view hsts,
+                       std::string& out) {
+  ConnectionTokens named;
+  named.collect(head);
+  out.assign("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n");
+  append_field(out, "Sec-WebSocket-Accept", accept);
+  for (std::size_t i = 0; i < head.header_count(); ++i) {
+    std::string_view n = head.name(i);
+    if (is_hop_by_hop(n) || named.has(n) || iequals(n, "sec-websocket-accept") ||
+        iequals(n, "content-length")) {
+      continue;
+    }
+    append_field(out, n, head.value(i));
+  }
+  if (!hsts.empty() && !head.find("strict-transport-security")) {
+    append_field(out, "Strict-Transport-Security", hsts);
   }
   out += "\r\n";
 }

@@ -14,6 +14,14 @@
 
 namespace sluice::http {
 
+// The WebSocket fields of an upgrade request as the gateway sends it: its
+// own key, the subprotocols it offers, and the extension offer it passes on.
+struct WebSocketForward {
+  std::string_view key;         // the gateway's fresh Sec-WebSocket-Key
+  std::string_view protocols;   // comma-separated offer ("" = none)
+  std::string_view extensions;  // the client's offer when passed through ("" = none)
+};
+
 struct RequestForward {
   std::string_view path;           // what to send as the target ("/x?y", or "*")
   std::string_view host;           // the host the request named, lower case ("" if none)
@@ -21,11 +29,14 @@ struct RequestForward {
   std::string_view client_ip;      // appended to X-Forwarded-For
   std::string_view proto = "http"; // X-Forwarded-Proto
   bool client_http10 = false;      // Via says "1.0 sluice"
+  const WebSocketForward* websocket = nullptr;  // set: an upgrade to websocket
 };
 
 // The request head for the upstream, always HTTP/1.1 and keep-alive.
 // Chunked bodies stay chunked (the proxy re-frames them); Expect is dropped
-// because the proxy answers 100-continue itself.
+// because the proxy answers 100-continue itself. With f.websocket the head
+// asks for the upgrade with the gateway's own Sec-WebSocket-* fields instead
+// of the client's.
 void write_upstream_head(const MessageHead& head, const RequestForward& f, std::string& out);
 
 struct ResponseFraming {
@@ -37,5 +48,11 @@ struct ResponseFraming {
 
 // The response head for the client (also used for interim 1xx heads).
 void write_client_head(const MessageHead& head, const ResponseFraming& f, std::string& out);
+
+// The 101 for the client, from the upstream's checked 101: its end-to-end
+// fields (Sec-WebSocket-Protocol and -Extensions included) with the accept
+// value for the client's own key.
+void write_switch_head(const MessageHead& head, std::string_view accept, std::string_view hsts,
+                       std::string& out);
 
 }  // namespace sluice::http

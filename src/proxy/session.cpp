@@ -12,8 +12,10 @@
 #include "http/forward.hpp"
 #include "http/headers.hpp"
 #include "http/responses.hpp"
+#include "proxy/session_ws.hpp"
 #include "proxy/upgrade.hpp"
 #include "proxy/worker.hpp"
+#include "ws/handshake.hpp"
 
 namespace sluice::proxy {
 
@@ -51,6 +53,7 @@ const char* to_string(CloseReason r) noexcept {
     case CloseReason::UpstreamTruncated: return "upstream_truncated";
     case CloseReason::Drained: return "drained";
     case CloseReason::Refused: return "refused";
+    case CloseReason::WebSocketClosed: return "websocket_closed";
   }
   return "?";
 }
@@ -138,6 +141,11 @@ void Session::refuse() {
 void Session::drain() {
   draining_ = true;
   client_keep_alive_ = false;
+  if (phase_ == Phase::WebSocket) {
+    ws_gateway_close(1001, "going away");
+    ws_after_io();
+    return;
+  }
   if (phase_ == Phase::Idle && in_len_ == 0) finish(CloseReason::Drained);
 }
 
@@ -146,6 +154,10 @@ void Session::abort() { finish(CloseReason::Drained); }
 // ---- client transport events
 
 void Session::on_read(Block* block, std::size_t n) {
+  if (phase_ == Phase::WebSocket) {
+    ws_client_read(block, 0, n);
+    return;
+  }
   if (phase_ == Phase::Finishing || phase_ == Phase::Closing) return;  // lingering: discard
   if (in_len_ != 0) {
     // Reads are stopped whenever unparsed bytes are held; this cannot happen.
@@ -167,6 +179,11 @@ void Session::on_read(Block* block, std::size_t n) {
 }
 
 void Session::on_eof() {
+  if (phase_ == Phase::WebSocket) {
+    ws_peer_gone(true);
+    ws_after_io();
+    return;
+  }
   if (phase_ == Phase::Finishing) {
     finish(reason_);
     return;
@@ -175,10 +192,25 @@ void Session::on_eof() {
 }
 
 void Session::on_error(int) {
+  if (phase_ == Phase::WebSocket) {
+    ws_peer_gone(true);
+    ws_after_io();
+    return;
+  }
   finish(phase_ == Phase::Finishing ? reason_ : CloseReason::ClientClosed);
 }
 
 void Session::on_write_done(int status) {
+  if (phase_ == Phase::WebSocket) {
+    if (status < 0) {
+      ws_peer_gone(true);
+    } else if (ws_->upstream.paused && up_ && client_->write_pending() < kLowWater) {
+      ws_->upstream.paused = false;
+      up_->transport().read_start();
+    }
+    ws_after_io();
+    return;
+  }
   if (status < 0) {
     finish(CloseReason::ClientClosed);
     return;
@@ -230,6 +262,9 @@ void Session::on_timer(uv_timer_t* t) noexcept {
       // Waiting for the response head is the upstream response timer's job.
       if (self->req_done_ && !self->resp_started_) return;
       self->finish(CloseReason::IdleTimeout);
+      return;
+    case Phase::WebSocket:
+      self->ws_on_timer();
       return;
     case Phase::Finishing:
       self->finish(self->reason_);
@@ -328,9 +363,10 @@ http::ParserHandler::Next Session::on_request_head(http::MessageHead& head) {
   path_.assign(head.url());
   const Next next = req_has_body_ ? Next::Pause : Next::Continue;
 
-  // What follows an upgrade request is not HTTP: the connection ends with
-  // the answer (until the WebSocket relay takes such connections over).
-  if (head.upgrade) client_keep_alive_ = false;
+  // What follows an upgrade request is not HTTP: the connection either
+  // switches to WebSocket or ends with the answer.
+  const bool upgrade = is_upgrade_request(head);
+  if (upgrade) client_keep_alive_ = false;
   std::size_t hosts = head.count("host");
   if (hosts > 1 || (hosts == 0 && !client_http10_)) {
     local_status_ = 400;
@@ -369,17 +405,28 @@ http::ParserHandler::Next Session::on_request_head(http::MessageHead& head) {
     local_status_ = 404;
     return next;
   }
-  if (head.upgrade) {
-    // The hand-off point: the handshake is checked against the route's
-    // policy first; a valid one gets 501 until frame-aware relaying exists,
-    // and nothing is ever tunnelled blindly.
+  std::string ws_protocols, ws_extensions;
+  http::WebSocketForward ws_forward;
+  if (upgrade) {
+    // The handshake is checked against the route's policy before anything
+    // goes upstream; nothing but a WebSocket upgrade is ever let through.
     const UpgradeCheck c = check_websocket_upgrade(head, route_->websocket);
-    local_status_ = static_cast<std::uint16_t>(c.status != 0 ? c.status : 501);
     if (c.status != 0) {
       SLUICE_LOG(Info, "conn=%" PRIu64 " msg=\"upgrade refused\" client=%s status=%d reason=\"%s\"",
                  id_, client_ip_, c.status, c.reason);
+      local_status_ = static_cast<std::uint16_t>(c.status);
+      return next;
     }
-    return next;
+    ws_key_ = ws::new_key();
+    if (ws_key_.empty()) {
+      SLUICE_LOG(Error, "conn=%" PRIu64 " msg=\"no random bytes for a websocket key\"", id_);
+      local_status_ = 500;
+      return next;
+    }
+    ws_upgrade_ = true;
+    ws_protocols = offered_subprotocols(head, route_->websocket);
+    ws_extensions = offered_extensions(head, route_->websocket);
+    ws_forward = {ws_key_, ws_protocols, ws_extensions};
   }
   pool_ = &w_.pool(route_->upstream_index);
   std::string_view up_path = path;
@@ -393,6 +440,7 @@ http::ParserHandler::Next Session::on_request_head(http::MessageHead& head) {
   f.client_ip = client_ip_;
   f.client_http10 = client_http10_;
   f.proto = tls() ? "https" : "http";
+  if (ws_upgrade_) f.websocket = &ws_forward;
   http::write_upstream_head(head, f, up_head_);
   return next;
 }
@@ -485,6 +533,7 @@ void Session::end_exchange() {
   req_chunked_ = req_has_body_ = req_done_ = body_forwarded_ = expect_continue_ = false;
   retried_ = reused_conn_ = resp_started_ = resp_chunked_out_ = false;
   resp_close_delimited_ = resp_done_ = body_too_large_ = interim_ = logged_ = false;
+  ws_upgrade_ = switching_ = false;
   phase_ = Phase::Idle;
   // First a short wait: a connection still idle after it gives back its
   // per-request buffers (on_timer), so idle connections cost little, while
@@ -514,7 +563,7 @@ void Session::start_finishing(CloseReason reason) {
   phase_ = Phase::Finishing;
   // Lingering is needed only when the client may still be sending: a request
   // not read to its end, or bytes already here after it.
-  linger_needed_ = !req_done_ || in_len_ != 0;
+  linger_needed_ = force_linger_ || !req_done_ || in_len_ != 0;
   release_upstream(false);
   in_block_.reset();
   in_len_ = 0;
@@ -546,6 +595,7 @@ void Session::linger() {
 
 void Session::finish(CloseReason reason) {
   if (phase_ == Phase::Closing) return;
+  if (ws_) log_access();
   if (reason_ == CloseReason::None || phase_ != Phase::Finishing) reason_ = reason;
   phase_ = Phase::Closing;
   release_upstream(false);
@@ -564,14 +614,18 @@ void Session::log_access() {
   logged_ = true;
   const double ms = static_cast<double>(uv_hrtime() - started_ns_) / 1e6;
   const char* method = llhttp_method_name(static_cast<llhttp_method_t>(method_));
+  char ws_fields[192] = "";
+  int ws_len = 0;
+  if (ws_ && status_ == 101) ws_log_fields(ws_fields, sizeof ws_fields, ws_len);
   char line[1024];
   int n = std::snprintf(
       line, sizeof line,
       "conn=%" PRIu64 " client=%s method=%s path=%.*s status=%u route=%s upstream=%s"
-      " req_body=%" PRIu64 " resp_body=%" PRIu64 " duration_ms=%.3f\n",
+      " req_body=%" PRIu64 " resp_body=%" PRIu64 "%.*s duration_ms=%.3f\n",
       id_, client_ip_, method, static_cast<int>(path_.size() > 512 ? 512 : path_.size()),
       path_.data(), status_, route_ ? route_->path_prefix.c_str() : "-",
-      server_ ? server_->conf->addr.text.c_str() : "-", req_body_bytes_, resp_bytes_, ms);
+      server_ ? server_->conf->addr.text.c_str() : "-", req_body_bytes_, resp_bytes_, ws_len,
+      ws_fields, ms);
   if (n > 0) log.append(std::string_view(line, static_cast<std::size_t>(n) < sizeof line ? n : sizeof line - 1));
 }
 

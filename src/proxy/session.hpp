@@ -7,12 +7,16 @@
 // Bodies stream both ways as block slices, never buffered whole; each side's
 // reads stop while the other side's pending writes are over the high-water
 // mark. Every failure path ends in finish(), which is idempotent.
-// session.cpp holds the client side, session_upstream.cpp the upstream side.
+// A WebSocket upgrade that both sides accept turns the session into a
+// frame-aware relay (Phase::WebSocket) until the close handshake ends it.
+// session.cpp holds the client side, session_upstream.cpp the upstream side,
+// session_ws.cpp the WebSocket relay.
 #pragma once
 
 #include <uv.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <variant>
 
@@ -38,6 +42,7 @@ enum class CloseReason : std::uint8_t {
   UpstreamTruncated,// upstream ended mid-response; client cut off
   Drained,          // shutdown
   Refused,          // over max_connections
+  WebSocketClosed,  // a WebSocket session ended (its log line says how)
 };
 const char* to_string(CloseReason r) noexcept;
 
@@ -63,6 +68,7 @@ class Session final : public net::TransportHandler, public UpstreamUser {
     ReadHead,    // request head arriving, header timer armed
     Connecting,  // head parsed and routed; upstream connecting; client reads stopped
     Proxying,    // up_ set: request body and response stream through
+    WebSocket,   // both sides switched: frames relay until the close handshake ends
     Finishing,   // final bytes flushing; then FIN, discard input, close (lingering close)
     Closing,     // finish() ran; waiting for the close callbacks
   };
@@ -87,6 +93,7 @@ class Session final : public net::TransportHandler, public UpstreamUser {
     Session& s_;
   };
 
+  struct WsState;  // session_ws.hpp
   ~Session();
 
   static constexpr std::size_t kHighWater = 256 * 1024;  // pending writes that stop the other side's reads
@@ -127,6 +134,22 @@ class Session final : public net::TransportHandler, public UpstreamUser {
   void on_response_chunk(std::uint64_t size);
   void on_response_complete(bool upstream_clean);
   void upstream_broken(bool may_retry);
+  // WebSocket (session_ws.cpp)
+  http::ParserHandler::Next on_switch_head(http::MessageHead& head);
+  void start_websocket(Block* block, std::size_t off, std::size_t end);
+  void ws_client_read(Block* block, std::size_t off, std::size_t end);
+  void ws_upstream_read(Block* block, std::size_t off, std::size_t end);
+  void ws_peer_gone(bool client);
+  void ws_fail(bool client, std::uint16_t code, const char* reason);
+  void ws_gateway_close(std::uint16_t code, const char* reason);
+  void ws_send_close(bool client, std::uint16_t code, const char* reason);
+  bool ws_write(bool client);
+  void ws_send_ping();
+  void ws_after_io();
+  void ws_on_timer();
+  void ws_arm_timer();
+  bool ws_take_pong(const std::uint8_t* p, std::size_t n);
+  void ws_log_fields(char* out, std::size_t cap, int& len);
 
   void flush_upstream();
   void flush_client();
@@ -204,6 +227,11 @@ class Session final : public net::TransportHandler, public UpstreamUser {
   bool linger_needed_ = true;
   bool logged_ = false;
   bool trimmed_ = false;  // idle, and the per-request buffers are given back
+  bool ws_upgrade_ = false;  // the exchange is a WebSocket handshake sent upstream
+  bool switching_ = false;   // the upstream's 101 passed: relaying starts after its head
+  bool force_linger_ = false;  // the client may still be sending when we close
+  std::string ws_key_;       // the Sec-WebSocket-Key the gateway sent upstream
+  std::unique_ptr<WsState> ws_;  // from the 101 on
 
   Phase phase_ = Phase::Idle;
   CloseReason reason_ = CloseReason::None;

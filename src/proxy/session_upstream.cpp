@@ -8,6 +8,7 @@
 #include "http/headers.hpp"
 #include "http/responses.hpp"
 #include "proxy/session.hpp"
+#include "proxy/session_ws.hpp"
 #include "proxy/worker.hpp"
 
 namespace sluice::proxy {
@@ -103,6 +104,10 @@ void Session::flush_upstream() {
 // ---- response side
 
 void Session::on_upstream_read(Block* block, std::size_t n) {
+  if (phase_ == Phase::WebSocket) {
+    ws_upstream_read(block, 0, n);
+    return;
+  }
   if (phase_ != Phase::Proxying) return;
   cur_resp_block_ = block;
   std::size_t off = 0;
@@ -118,6 +123,11 @@ void Session::on_upstream_read(Block* block, std::size_t n) {
       return;
     }
     if (r.status == http::Parser::Status::Paused && resp_parser_.message_complete()) {
+      if (switching_) {
+        cur_resp_block_ = nullptr;
+        start_websocket(block, off, n);
+        return;
+      }
       if (interim_) {
         interim_ = false;
         resp_parser_.resume();
@@ -137,7 +147,10 @@ void Session::on_upstream_read(Block* block, std::size_t n) {
 http::ParserHandler::Next Session::on_response_head(http::MessageHead& head) {
   using Next = http::ParserHandler::Next;
   if (head.status < 200) {
-    if (head.status == 101) return Next::Abort;  // we never asked for an upgrade
+    if (head.status == 101) {
+      if (ws_upgrade_) return on_switch_head(head);
+      return Next::Abort;  // we never asked for an upgrade
+    }
     interim_ = true;
     // 100 answers an Expect we already answered; other 1xx go to 1.1 clients.
     if (head.status != 100 && !client_http10_) {
@@ -199,6 +212,11 @@ void Session::on_response_complete(bool upstream_clean) {
 }
 
 void Session::on_upstream_eof() {
+  if (phase_ == Phase::WebSocket) {
+    ws_peer_gone(false);
+    ws_after_io();
+    return;
+  }
   if (resp_started_) {
     http::Parser::Result r = resp_parser_.finish();
     if (r.status == http::Parser::Status::Paused && resp_parser_.message_complete()) {
@@ -211,7 +229,14 @@ void Session::on_upstream_eof() {
   upstream_broken(true);
 }
 
-void Session::on_upstream_error(int) { upstream_broken(true); }
+void Session::on_upstream_error(int) {
+  if (phase_ == Phase::WebSocket) {
+    ws_peer_gone(false);
+    ws_after_io();
+    return;
+  }
+  upstream_broken(true);
+}
 
 // The upstream connection failed after it was connected: before the response
 // head we may retry or answer 502; after it, the client must not be led to
@@ -230,6 +255,14 @@ void Session::upstream_broken(bool may_retry) {
 }
 
 void Session::on_upstream_write_done() {
+  if (phase_ == Phase::WebSocket) {
+    if (ws_->client.paused && up_ && up_->transport().write_pending() < kLowWater) {
+      ws_->client.paused = false;
+      client_->read_start();
+    }
+    ws_after_io();
+    return;
+  }
   if (phase_ == Phase::Proxying && !req_done_ && up_ &&
       up_->transport().write_pending() < kLowWater) {
     pump();
@@ -237,6 +270,7 @@ void Session::on_upstream_write_done() {
 }
 
 void Session::on_upstream_timeout() {
+  if (phase_ == Phase::WebSocket) return;  // the session's own timer keeps WebSocket time
   SLUICE_LOG(Warn, "conn=%" PRIu64 " msg=\"upstream response timed out\" server=%s", id_,
              server_ ? server_->conf->addr.text.c_str() : "-");
   if (resp_started_) {

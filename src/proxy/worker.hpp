@@ -16,6 +16,7 @@
 #include "net/transport.hpp"
 #include "proxy/router.hpp"
 #include "proxy/upstream.hpp"
+#include "ws/mask.hpp"
 
 namespace sluice::proxy {
 
@@ -50,6 +51,7 @@ class Worker {
   const Router& router() const noexcept { return router_; }
   UpstreamPool& pool(std::size_t i) noexcept { return *pools_[i]; }
   AccessLog& access_log() noexcept { return access_log_; }
+  ws::MaskKeySource& mask_keys() noexcept { return mask_keys_; }
   void add(Session* s) noexcept;
   void remove(Session* s) noexcept;
 
@@ -79,6 +81,7 @@ class Worker {
   uv_timer_t drain_timer_{};
   uv_timer_t flush_timer_{};
   AccessLog access_log_;
+  ws::MaskKeySource mask_keys_;  // for every frame this worker sends upstream
   Session* sessions_ = nullptr;
   std::size_t session_count_ = 0;
   std::size_t max_sessions_;

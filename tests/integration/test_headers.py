@@ -6,8 +6,11 @@ upstream, while Proxy-Authorization and end-to-end headers (repeated ones
 included, in order) do; X-Forwarded-For is appended to (", 127.0.0.1"),
 X-Forwarded-Proto is http, X-Forwarded-Host is the client's Host, Via gains
 "1.1 sluice", Host is kept; hop-by-hop headers of the upstream's response do
-not reach the client; Upgrade requests (websocket, h2c) are 501 and never
-forwarded.
+not reach the client; upgrades to anything but websocket (h2c) are 501 and
+never forwarded; WebSocket handshakes that fail the route's policy are
+refused before anything goes upstream, and valid ones go upstream with
+Sluice's own Sec-WebSocket-Key (an upstream that answers without switching
+is relayed as an ordinary response).
 """
 
 import os
@@ -118,8 +121,8 @@ def without(headers, name):
 
 class Upgrades(SluiceTestCase):
     """Upgrade requests are checked against the handshake rules and the
-    route's policy; none is forwarded (a valid WebSocket handshake gets 501
-    until the frame relay is wired in)."""
+    route's policy; only valid WebSocket handshakes are forwarded (the
+    WebSocket relay itself is tested in test_websocket.py)."""
 
     def setUp(self):
         super().setUp()
@@ -143,8 +146,38 @@ class Upgrades(SluiceTestCase):
         self.assertNotIn(b"upgrade:", self.app.raw_bytes().lower())
         return resp
 
-    def test_valid_websocket_handshake_is_501_until_relaying_exists(self):
-        self.refused("/chat", WS_HANDSHAKE + [("Origin", "http://localhost")], 501)
+    def forwarded(self, target, headers):
+        """A valid handshake goes upstream with the gateway's own key; the
+        backend (plain HTTP) answers 200, which reaches the client as is,
+        and the connection then closes (what follows an upgrade request is
+        not HTTP)."""
+        c = self.client(self.s.port)
+        c.request(target=target, headers=headers)
+        resp = c.read_response()
+        self.assertEqual(resp.status, 200, resp)
+        self.assertEqual(resp.header("connection"), "close")
+        self.assertClosed(c)
+        req = [r for r in self.app.heads if r.target == target][-1]
+        self.assertEqual(req.header("upgrade"), "websocket")
+        self.assertEqual(req.header("sec-websocket-version"), "13")
+        key = req.header("sec-websocket-key")
+        self.assertIsNotNone(key)
+        self.assertNotEqual(key, dict(WS_HANDSHAKE)["Sec-WebSocket-Key"])
+        self.assertEqual(len(key), 24)
+        return req
+
+    def test_valid_websocket_handshake_goes_upstream_with_a_fresh_key(self):
+        self.forwarded("/chat", WS_HANDSHAKE + [("Origin", "http://localhost")])
+        self.forwarded("/chat2", WS_HANDSHAKE + [("Origin", "http://localhost")])
+        keys = {r.header("sec-websocket-key") for r in self.app.heads}
+        self.assertEqual(len(keys), 2, "a key was reused")
+
+    def test_upgrade_without_connection_upgrade_is_a_plain_request(self):
+        c = self.client(self.s.port)
+        resp = c.roundtrip(target="/plain", headers=[("Upgrade", "websocket")])
+        self.assertEqual(resp.status, 200, resp)
+        req = [r for r in self.app.heads if r.target == "/plain"][-1]
+        self.assertIsNone(req.header("upgrade"))
 
     def test_h2c_upgrade_is_501(self):
         self.refused("/h2c", [("Upgrade", "h2c"), ("Connection", "Upgrade, HTTP2-Settings"),
@@ -168,12 +201,31 @@ class Upgrades(SluiceTestCase):
 
     def test_missing_origin_is_403_unless_the_route_allows_it(self):
         self.refused("/chat", WS_HANDSHAKE, 403)
-        self.refused("/bots", WS_HANDSHAKE, 501)
+        self.forwarded("/bots", WS_HANDSHAKE)
 
     def test_origin_not_in_the_allowlist_is_403(self):
         offer = WS_HANDSHAKE + [("Sec-WebSocket-Protocol", "chat.v2")]
         self.refused("/strict", offer + [("Origin", "https://evil.example.com")], 403)
-        self.refused("/strict", offer + [("Origin", "https://chat.example.com")], 501)
+        req = self.forwarded("/strict", offer + [("Origin", "https://chat.example.com")])
+        self.assertEqual(req.header("sec-websocket-protocol"), "chat.v2")
+
+    def test_only_allowed_subprotocols_are_offered_upstream(self):
+        req = self.forwarded("/strict", WS_HANDSHAKE + [
+            ("Origin", "https://chat.example.com"),
+            ("Sec-WebSocket-Protocol", "chat.v1, chat.v2"), ("Sec-WebSocket-Protocol", "x")])
+        self.assertEqual(req.header("sec-websocket-protocol"), "chat.v2")
+
+    def test_extensions_are_stripped_by_default(self):
+        req = self.forwarded("/bots", WS_HANDSHAKE + [
+            ("Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits")])
+        self.assertIsNone(req.header("sec-websocket-extensions"))
+
+    def test_websocket_upgrade_with_a_body_is_400(self):
+        c = self.client(self.s.port)
+        c.request(target="/chat", headers=WS_HANDSHAKE + [("Origin", "http://localhost")],
+                  body=b"hello")
+        self.assertErrorResponse(c.read_response(), 400)
+        self.assertNotIn("/chat", [h.target for h in self.app.heads])
 
     def test_only_refused_subprotocols_offered_is_403(self):
         self.refused("/strict", WS_HANDSHAKE + [("Origin", "https://chat.example.com"),

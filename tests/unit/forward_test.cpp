@@ -127,3 +127,50 @@ TEST_CASE("http forward: response head keeps end-to-end fields and states the ch
     CHECK(out.find("Transfer-Encoding") == std::string::npos);
   }
 }
+
+TEST_CASE("http forward: a websocket upgrade goes upstream with the gateway's own fields",
+          "[http]") {
+  Parsed p(
+      "GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n"
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+      "Sec-WebSocket-Protocol: chat.v1, chat.v2\r\n"
+      "Sec-WebSocket-Extensions: permessage-deflate\r\nOrigin: https://a\r\nCookie: c=1\r\n\r\n");
+  const sluice::http::WebSocketForward ws{"AQIDBAUGBwgJCgsMDQ4PEA==", "chat.v2", ""};
+  sluice::http::RequestForward f;
+  f.path = "/chat";
+  f.host = "a";
+  f.client_ip = "192.0.2.7";
+  f.websocket = &ws;
+  std::string out;
+  sluice::http::write_upstream_head(p.head(), f, out);
+  CHECK(out.find("dGhlIHNhbXBsZSBub25jZQ==") == std::string::npos);  // the client's key stays here
+  CHECK(out.find("\r\nSec-WebSocket-Key: AQIDBAUGBwgJCgsMDQ4PEA==\r\n") != std::string::npos);
+  CHECK(out.find("\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n") != std::string::npos);
+  CHECK(out.find("\r\nSec-WebSocket-Version: 13\r\n") != std::string::npos);
+  CHECK(out.find("\r\nSec-WebSocket-Protocol: chat.v2\r\n") != std::string::npos);
+  CHECK(out.find("chat.v1") == std::string::npos);
+  CHECK(out.find("Sec-WebSocket-Extensions") == std::string::npos);  // "" = stripped
+  CHECK(out.find("\r\nOrigin: https://a\r\n") != std::string::npos);
+  CHECK(out.find("\r\nCookie: c=1\r\n") != std::string::npos);
+  CHECK(out.find("keep-alive") == std::string::npos);
+}
+
+TEST_CASE("http forward: the client's 101 carries its own accept and the upstream's choices",
+          "[http]") {
+  Parsed p(
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Accept: upstream-value\r\nSec-WebSocket-Protocol: chat.v2\r\n"
+      "Set-Cookie: s=1\r\nContent-Length: 0\r\n\r\n",
+      Parser::Kind::Response);
+  std::string out;
+  sluice::http::write_switch_head(p.head(), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", "max-age=60", out);
+  CHECK(out.rfind("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n", 0) == 0);
+  CHECK(out.find("\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n") != std::string::npos);
+  CHECK(out.find("upstream-value") == std::string::npos);
+  CHECK(out.find("\r\nSec-WebSocket-Protocol: chat.v2\r\n") != std::string::npos);
+  CHECK(out.find("\r\nSet-Cookie: s=1\r\n") != std::string::npos);
+  CHECK(out.find("Content-Length") == std::string::npos);
+  CHECK(out.find("\r\nStrict-Transport-Security: max-age=60\r\n") != std::string::npos);
+  CHECK(out.size() >= 4);
+  CHECK(out.compare(out.size() - 4, 4, "\r\n\r\n") == 0);
+}

@@ -5,6 +5,7 @@
 
 #include "http/parser.hpp"
 #include "proxy/upgrade.hpp"
+#include "ws/handshake.hpp"
 
 namespace {
 
@@ -25,6 +26,27 @@ int status_of(const std::string& extra_headers, const sluice::config::RouteWebSo
   Parser::Result r = p.feed(text.data(), text.size());
   REQUIRE(r.status == Parser::Status::Paused);
   return sluice::proxy::check_websocket_upgrade(p.head(), ws).status;
+}
+
+// A parsed head, kept alive with its parser.
+struct Parsed final : ParserHandler {
+  Parsed(const std::string& text, Parser::Kind kind)
+      : parser(kind, *this, sluice::http::HeadLimits{}) {
+    Parser::Result r = parser.feed(text.data(), text.size());
+    REQUIRE(r.status == Parser::Status::Paused);
+  }
+  Next on_head(MessageHead&) override { return Next::Pause; }
+  bool on_body(const char*, std::size_t) override { return true; }
+  Parser parser;
+};
+
+const std::string kKey = "AQIDBAUGBwgJCgsMDQ4PEA==";
+
+sluice::proxy::SwitchCheck switch_of(const std::string& extra_headers,
+                                     std::string_view protocols = "",
+                                     std::string_view extensions = "") {
+  Parsed p("HTTP/1.1 101 Switching Protocols\r\n" + extra_headers + "\r\n", Parser::Kind::Response);
+  return sluice::proxy::check_websocket_switch(p.parser.head(), kKey, protocols, extensions);
 }
 
 const std::string kGood =
@@ -57,4 +79,56 @@ TEST_CASE("upgrade: origins and subprotocols follow the route's allowlists", "[p
   CHECK(status_of(good + "Sec-WebSocket-Protocol: CHAT.V2\r\n", ws) == 403);  // case-sensitive
   CHECK(status_of(kGood + "Origin: https://example.com\r\n", ws) == 403);
   CHECK(status_of(kGood + "Origin: https://a.example.com\r\nOrigin: https://b.example.com\r\n", ws) == 403);
+}
+
+TEST_CASE("upgrade: an upgrade needs the upgrade token in Connection", "[proxy]") {
+  auto is_upgrade = [](const std::string& head) {
+    Parsed p(head + "\r\n", Parser::Kind::Request);
+    return sluice::proxy::is_upgrade_request(p.parser.head());
+  };
+  CHECK(is_upgrade("GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: keep-alive, UPGRADE\r\n"));
+  CHECK_FALSE(is_upgrade("GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"));
+  CHECK_FALSE(is_upgrade("GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\n"));
+  CHECK(is_upgrade("CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n"));
+}
+
+TEST_CASE("upgrade: the upstream is offered only allowed subprotocols, extensions when passed through",
+          "[proxy]") {
+  Parsed p("GET /chat HTTP/1.1\r\nHost: a\r\nSec-WebSocket-Protocol: a, b\r\n"
+           "Sec-WebSocket-Protocol: c, a\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n",
+           Parser::Kind::Request);
+  sluice::config::RouteWebSocket ws;
+  CHECK(sluice::proxy::offered_subprotocols(p.parser.head(), ws) == "a, b, c");
+  ws.subprotocols = {"c", "b"};
+  CHECK(sluice::proxy::offered_subprotocols(p.parser.head(), ws) == "b, c");  // the client's order
+  CHECK(sluice::proxy::offered_extensions(p.parser.head(), ws).empty());
+  ws.extensions = sluice::config::RouteWebSocket::Extensions::Passthrough;
+  CHECK(sluice::proxy::offered_extensions(p.parser.head(), ws) == "permessage-deflate");
+}
+
+TEST_CASE("upgrade: the upstream's 101 must answer our key and pick only what was offered",
+          "[proxy]") {
+  const std::string ok = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " +
+                         sluice::ws::accept_for(kKey) + "\r\n";
+  CHECK(switch_of(ok).status == 0);
+  CHECK_FALSE(switch_of(ok).deflate);
+  CHECK(switch_of("Upgrade: websocket\r\nConnection: Upgrade\r\n").status == 502);  // no accept
+  CHECK(switch_of("Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " +
+                  sluice::ws::accept_for("dGhlIHNhbXBsZSBub25jZQ==") + "\r\n").status == 502);
+  CHECK(switch_of(ok + "Sec-WebSocket-Accept: " + sluice::ws::accept_for(kKey) + "\r\n").status == 502);
+  CHECK(switch_of("Connection: Upgrade\r\nSec-WebSocket-Accept: " + sluice::ws::accept_for(kKey) +
+                  "\r\n").status == 502);  // no Upgrade: websocket
+  CHECK(switch_of(ok + "Sec-WebSocket-Protocol: b\r\n", "a, b").status == 0);
+  CHECK(switch_of(ok + "Sec-WebSocket-Protocol: c\r\n", "a, b").status == 502);
+  CHECK(switch_of(ok + "Sec-WebSocket-Protocol: a\r\n").status == 502);  // none offered
+  CHECK(switch_of(ok + "Sec-WebSocket-Protocol: a, b\r\n", "a, b").status == 502);
+  CHECK(switch_of(ok + "Sec-WebSocket-Extensions: permessage-deflate\r\n").status == 502);
+  const auto deflate = switch_of(ok + "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n",
+                                 "", "permessage-deflate");
+  CHECK(deflate.status == 0);
+  CHECK(deflate.deflate);
+  CHECK(switch_of(ok + "Sec-WebSocket-Extensions: x-webkit-deflate-frame\r\n", "", "x-webkit-deflate-frame")
+            .status == 502);
+  CHECK(switch_of(ok + "Sec-WebSocket-Extensions: permessage-deflate, permessage-deflate\r\n", "",
+                  "permessage-deflate").status == 502);
 }

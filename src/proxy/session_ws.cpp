@@ -1,0 +1,368 @@
+// Session, WebSocket side: the upstream's 101, the switch to frame relaying,
+// and everything until the close handshake ends the session. See
+// session_ws.hpp for the state; the relay itself (parsing, re-masking,
+// limits, UTF-8) is ws::FrameRelay, one per direction.
+//
+// Read handlers only feed a relay; what follows from it (writes, failures,
+// closes, backpressure, the end) is worked out in one place, ws_after_io().
+#include "proxy/session_ws.hpp"
+
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+
+#include "core/log.hpp"
+#include "http/forward.hpp"
+#include "http/headers.hpp"
+#include "proxy/upgrade.hpp"
+#include "proxy/worker.hpp"
+#include "ws/handshake.hpp"
+
+namespace sluice::proxy {
+
+namespace {
+
+constexpr std::uint64_t kCloseTimeoutMs = 5'000;  // for a close handshake to complete
+constexpr std::size_t kMaxCloseReason = 123;      // 125 minus the code
+
+// A control frame as the gateway sends it: unmasked to a client, masked with
+// a fresh key to an upstream.
+void append_control(net::OutBatch& out, std::uint8_t opcode, const std::uint8_t* payload,
+                    std::size_t n, const ws::MaskKey* key) {
+  std::uint8_t frame[ws::kMaxHeaderBytes + ws::kMaxControlPayload];
+  const std::size_t h = ws::encode_header(frame, true, opcode, n, key ? key->data() : nullptr);
+  std::memcpy(frame + h, payload, n);
+  if (key) ws::apply_mask(frame + h, n, *key, 0);
+  out.append_copy(std::string_view(reinterpret_cast<const char*>(frame), h + n));
+}
+
+}  // namespace
+
+void Session::WsState::Direction::on_data_frame() {
+  session.ws_->last_data_ms = uv_now(session.w_.io().loop());
+}
+
+void Session::WsState::Direction::on_close(std::uint16_t code) {
+  WsState& ws = *session.ws_;
+  Side& from = from_client ? ws.client : ws.upstream;
+  Side& to = from_client ? ws.upstream : ws.client;
+  from.in_closed = true;
+  from.close_frame = true;
+  to.out_closed = true;  // relayed to it, unless it was closed already (then discarded)
+  if (ws.close_code == 0) {
+    ws.close_code = code;
+    ws.closed_by = from_client ? "client" : "upstream";
+  }
+}
+
+// ---- the handshake's second half
+
+http::ParserHandler::Next Session::on_switch_head(http::MessageHead& head) {
+  using Next = http::ParserHandler::Next;
+  const config::RouteWebSocket& conf = route_->websocket;
+  const http::MessageHead& request = req_parser_.head();  // kept until the exchange ends
+  const SwitchCheck c = check_websocket_switch(head, ws_key_, offered_subprotocols(request, conf),
+                                               offered_extensions(request, conf));
+  if (c.status != 0) {
+    SLUICE_LOG(Warn, "conn=%" PRIu64 " msg=\"upstream websocket handshake refused\" server=%s"
+               " reason=\"%s\"", id_, server_->conf->addr.text.c_str(), c.reason);
+    return Next::Abort;  // 502, never retried
+  }
+  up_->stop_timer();
+  status_ = 101;
+  const std::string accept = ws::accept_for(http::trim_ows(*request.find("sec-websocket-key")));
+  http::write_switch_head(head, accept, tls() ? std::string_view(route_->hsts) : std::string_view(),
+                          resp_head_);
+  to_client_.append_copy(resp_head_);
+  resp_started_ = true;
+  ws_ = std::make_unique<WsState>(*this, conf, w_.mask_keys(), c.deflate);
+  switching_ = true;
+  return Next::Continue;
+}
+
+// The 101 is queued for the client; from here on both connections carry
+// frames. Bytes that came with the 101, and client bytes held since the
+// request head, are the first frames relayed.
+void Session::start_websocket(Block* block, std::size_t off, std::size_t end) {
+  switching_ = false;
+  phase_ = Phase::WebSocket;
+  uv_timer_stop(&timer_);
+  WsState& ws = *ws_;
+  const std::uint64_t now = uv_now(w_.io().loop());
+  ws.last_data_ms = now;
+  ws.next_ping_ms = now + static_cast<std::uint64_t>(ws.conf.ping_interval.count());
+  // The HTTP exchange is over: its buffers go back now rather than at the end.
+  std::string().swap(up_head_);
+  std::string().swap(resp_head_);
+  std::string().swap(ws_key_);
+  if (end > off) ws_upstream_read(block, off, end);
+  if (in_len_ > 0 && phase_ == Phase::WebSocket) {
+    BlockRef held = std::move(in_block_);
+    const std::size_t held_off = in_off_, held_len = in_len_;
+    in_len_ = 0;
+    ws_client_read(held.get(), held_off, held_off + held_len);
+  }
+  if (phase_ != Phase::WebSocket) return;
+  up_->transport().read_start();
+  client_->read_start();
+  if (draining_) ws_gateway_close(1001, "going away");
+  ws_after_io();
+}
+
+// ---- reading
+
+// Both readers relay block->data[off, end).
+void Session::ws_client_read(Block* block, std::size_t off, std::size_t end) {
+  WsState& ws = *ws_;
+  if (ws.client.in_closed) return;  // after its close, or a failure: discarded
+  net::OutBatch& out = ws.upstream.out_closed ? ws.discard : to_upstream_;
+  const ws::FrameRelay::Result r = ws.c2u.feed(block, off, end - off, out);
+  ws.discard.clear();
+  // Bytes after a valid close frame are refused by the relay and ignored here.
+  if (!r.ok && !ws.client.in_closed) ws_fail(true, r.close_code, r.reason);
+  ws_after_io();
+}
+
+void Session::ws_upstream_read(Block* block, std::size_t off, std::size_t end) {
+  WsState& ws = *ws_;
+  if (ws.upstream.in_closed) return;
+  net::OutBatch& out = ws.client.out_closed ? ws.discard : to_client_;
+  const ws::FrameRelay::Result r = ws.u2c.feed(block, off, end - off, out);
+  ws.discard.clear();
+  if (!r.ok && !ws.upstream.in_closed) ws_fail(false, r.close_code, r.reason);
+  ws_after_io();
+}
+
+bool Session::ws_take_pong(const std::uint8_t* p, std::size_t n) {
+  WsState& ws = *ws_;
+  if (!ws.ping_outstanding || n != ws.ping_payload.size() ||
+      std::memcmp(p, ws.ping_payload.data(), n) != 0) {
+    return false;  // not ours: it answers the upstream's ping, or nothing
+  }
+  ws.ping_outstanding = false;
+  return true;
+}
+
+// ---- closing
+
+// Queues a close frame toward one side, unless one went already. A side
+// whose output stops mid-frame cannot be sent one: its connection just
+// closes, and there is no reply to wait for.
+void Session::ws_send_close(bool client, std::uint16_t code, const char* reason) {
+  WsState& ws = *ws_;
+  WsState::Side& side = client ? ws.client : ws.upstream;
+  if (side.out_closed || side.gone) return;
+  side.out_closed = true;
+  const ws::FrameRelay& feeding = client ? ws.u2c : ws.c2u;
+  if (feeding.output_mid_frame()) {
+    side.in_closed = true;
+    return;
+  }
+  std::uint8_t payload[2 + kMaxCloseReason];
+  std::size_t len = std::strlen(reason);
+  if (len > kMaxCloseReason) len = kMaxCloseReason;
+  payload[0] = static_cast<std::uint8_t>(code >> 8);
+  payload[1] = static_cast<std::uint8_t>(code & 0xFF);
+  std::memcpy(payload + 2, reason, len);
+  if (client) {
+    append_control(to_client_, ws::kClose, payload, 2 + len, nullptr);
+  } else {
+    const ws::MaskKey key = ws.keys.next();
+    append_control(to_upstream_, ws::kClose, payload, 2 + len, &key);
+  }
+}
+
+// One side broke the protocol or a limit: it gets the code, the other side
+// 1001, and nothing it sends from now on is relayed.
+void Session::ws_fail(bool client, std::uint16_t code, const char* reason) {
+  WsState& ws = *ws_;
+  SLUICE_LOG(Info, "conn=%" PRIu64 " msg=\"websocket closed by policy\" side=%s code=%u"
+             " reason=\"%s\"", id_, client ? "client" : "upstream", code, reason);
+  (client ? ws.client : ws.upstream).in_closed = true;
+  if (ws.close_code == 0) {
+    ws.close_code = code;
+    ws.closed_by = "gateway";
+  }
+  ws_send_close(client, code, reason);
+  ws_send_close(!client, 1001, "going away");
+}
+
+// The gateway ends the session (idle, ping timeout, shutdown): both sides get
+// the code and their replies are awaited.
+void Session::ws_gateway_close(std::uint16_t code, const char* reason) {
+  WsState& ws = *ws_;
+  if (ws.close_code == 0) {
+    ws.close_code = code;
+    ws.closed_by = "gateway";
+  }
+  ws_send_close(true, code, reason);
+  ws_send_close(false, code, reason);
+}
+
+// A side's connection ended (EOF, reset, or a write that failed). If it never
+// sent a close frame, the other side hears of it: 1011 when the upstream
+// vanished, 1001 when the client did.
+void Session::ws_peer_gone(bool client) {
+  WsState& ws = *ws_;
+  WsState::Side& side = client ? ws.client : ws.upstream;
+  if (side.gone) return;
+  const bool vanished = !side.close_frame;
+  side.in_closed = side.out_closed = side.gone = true;
+  (client ? to_client_ : to_upstream_).clear();
+  if (!vanished) return;
+  if (ws.close_code == 0) {
+    ws.close_code = 1006;  // what RFC 6455 calls a close without a close frame
+    ws.closed_by = client ? "client" : "upstream";
+  }
+  if (client) {
+    ws_send_close(false, 1001, "going away");
+  } else {
+    ws_send_close(true, 1011, "upstream went away");
+  }
+}
+
+// ---- after every event
+
+bool Session::ws_write(bool client) {
+  WsState& ws = *ws_;
+  net::OutBatch& out = client ? to_client_ : to_upstream_;
+  if ((client ? ws.client : ws.upstream).gone || (!client && !up_)) {
+    out.clear();
+    return true;
+  }
+  if (out.empty()) return true;
+  net::Transport& t = client ? *client_ : up_->transport();
+  if (t.write(out) < 0) {
+    out.clear();
+    return false;
+  }
+  return true;
+}
+
+void Session::ws_send_ping() {
+  WsState& ws = *ws_;
+  if (ws.client.out_closed) {
+    ws.ping_due = false;
+    return;
+  }
+  if (ws.u2c.output_mid_frame()) return;  // after the frame the client is receiving
+  const ws::MaskKey a = ws.keys.next(), b = ws.keys.next();  // unpredictable, so unforgeable
+  std::memcpy(ws.ping_payload.data(), a.data(), 4);
+  std::memcpy(ws.ping_payload.data() + 4, b.data(), 4);
+  append_control(to_client_, ws::kPing, ws.ping_payload.data(), ws.ping_payload.size(), nullptr);
+  const std::uint64_t now = uv_now(w_.io().loop());
+  ws.ping_due = false;
+  ws.ping_outstanding = true;
+  ws.ping_sent_ms = now;
+  ws.next_ping_ms = now + static_cast<std::uint64_t>(ws.conf.ping_interval.count());
+}
+
+void Session::ws_after_io() {
+  if (phase_ != Phase::WebSocket) return;
+  WsState& ws = *ws_;
+  if (ws.ping_due) ws_send_ping();
+  // A failed write ends that side, which may queue a close toward the other.
+  for (int round = 0; round < 2; ++round) {
+    bool again = false;
+    if (!ws_write(false)) {
+      ws_peer_gone(false);
+      again = true;
+    }
+    if (!ws_write(true)) {
+      ws_peer_gone(true);
+      again = true;
+    }
+    if (!again) break;
+  }
+
+  if (ws.client.in_closed && ws.client.out_closed && ws.upstream.in_closed &&
+      ws.upstream.out_closed) {
+    // Over. The upstream goes once what it is owed has left; the client gets
+    // a lingering close when it may still be sending.
+    if (up_ && !ws.upstream.gone && up_->transport().write_pending() != 0) return;
+    release_upstream(false);
+    if (ws.client.gone) {
+      finish(CloseReason::WebSocketClosed);
+      return;
+    }
+    force_linger_ = !ws.client.close_frame;
+    log_access();
+    start_finishing(CloseReason::WebSocketClosed);
+    return;
+  }
+
+  const std::uint64_t now = uv_now(w_.io().loop());
+  if (ws.close_deadline_ms == 0 &&
+      (ws.client.out_closed || ws.client.in_closed || ws.upstream.out_closed || ws.upstream.in_closed)) {
+    ws.close_deadline_ms = now + kCloseTimeoutMs;
+  }
+
+  // Backpressure: a side whose pending writes pass the high-water mark stops
+  // the other side's reads; its write callbacks resume them below the low.
+  if (up_ && !ws.upstream.gone && !ws.client.paused &&
+      up_->transport().write_pending() >= kHighWater) {
+    ws.client.paused = true;
+    client_->read_stop();
+  }
+  if (up_ && !ws.client.gone && !ws.upstream.paused && client_->write_pending() >= kHighWater) {
+    ws.upstream.paused = true;
+    up_->transport().read_stop();
+  }
+  ws_arm_timer();
+}
+
+// ---- time
+
+void Session::ws_arm_timer() {
+  WsState& ws = *ws_;
+  std::uint64_t due = ws.close_deadline_ms;
+  if (due == 0) {
+    const std::uint64_t interval = static_cast<std::uint64_t>(ws.conf.ping_interval.count());
+    due = ws.last_data_ms + static_cast<std::uint64_t>(ws.conf.idle_timeout.count());
+    const std::uint64_t ping = ws.ping_outstanding ? ws.ping_sent_ms + interval : ws.next_ping_ms;
+    if (ping < due) due = ping;
+  }
+  // Data frames only push deadlines later: the timer then fires early and is
+  // armed again, instead of being moved on every read.
+  if (ws.timer_armed && ws.timer_due_ms <= due) return;
+  const std::uint64_t now = uv_now(w_.io().loop());
+  ws.timer_armed = true;
+  ws.timer_due_ms = due;
+  uv_timer_start(&timer_, on_timer, due > now ? due - now : 0, 0);
+}
+
+void Session::ws_on_timer() {
+  WsState& ws = *ws_;
+  ws.timer_armed = false;
+  const std::uint64_t now = uv_now(w_.io().loop());
+  if (ws.close_deadline_ms != 0) {
+    if (now >= ws.close_deadline_ms) {
+      SLUICE_LOG(Info, "conn=%" PRIu64 " msg=\"websocket close handshake timed out\"", id_);
+      finish(CloseReason::WebSocketClosed);
+      return;
+    }
+  } else if (now >= ws.last_data_ms + static_cast<std::uint64_t>(ws.conf.idle_timeout.count())) {
+    ws_gateway_close(1001, "idle timeout");
+  } else if (ws.ping_outstanding &&
+             now >= ws.ping_sent_ms + static_cast<std::uint64_t>(ws.conf.ping_interval.count())) {
+    SLUICE_LOG(Info, "conn=%" PRIu64 " msg=\"websocket client did not answer a ping\"", id_);
+    ws_gateway_close(1001, "ping timeout");
+  } else if (!ws.ping_outstanding && now >= ws.next_ping_ms) {
+    ws.ping_due = true;
+  }
+  ws_after_io();
+}
+
+// ---- the access log
+
+void Session::ws_log_fields(char* out, std::size_t cap, int& len) {
+  const WsState& ws = *ws_;
+  int n = std::snprintf(out, cap,
+                        " msgs_c2u=%" PRIu64 " msgs_u2c=%" PRIu64 " bytes_c2u=%" PRIu64
+                        " bytes_u2c=%" PRIu64 " close_code=%u closed_by=%s",
+                        ws.c2u_events.messages, ws.u2c_events.messages, ws.c2u_events.bytes,
+                        ws.u2c_events.bytes, ws.close_code, ws.closed_by);
+  len = n > 0 ? (static_cast<std::size_t>(n) < cap ? n : static_cast<int>(cap) - 1) : 0;
+}
+
+}  // namespace sluice::proxy
