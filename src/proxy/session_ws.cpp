@@ -95,6 +95,8 @@ void Session::start_websocket(Block* block, std::size_t off, std::size_t end) {
   std::string().swap(up_head_);
   std::string().swap(resp_head_);
   std::string().swap(ws_key_);
+  req_parser_.trim();
+  resp_parser_.trim();
   if (end > off) ws_upstream_read(block, off, end);
   if (in_len_ > 0 && phase_ == Phase::WebSocket) {
     BlockRef held = std::move(in_block_);
@@ -107,6 +109,10 @@ void Session::start_websocket(Block* block, std::size_t off, std::size_t end) {
   client_->read_start();
   if (draining_) ws_gateway_close(1001, "going away");
   ws_after_io();
+  // What the handshake left in the write batches' storage goes back too:
+  // most WebSocket connections are idle most of the time.
+  if (to_client_.empty()) to_client_.trim();
+  if (to_upstream_.empty()) to_upstream_.trim();
 }
 
 // ---- reading
