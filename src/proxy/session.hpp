@@ -143,6 +143,7 @@ class Session final : public net::TransportHandler, public UpstreamUser {
   void ws_fail(bool client, std::uint16_t code, const char* reason);
   void ws_gateway_close(std::uint16_t code, const char* reason);
   void ws_send_close(bool client, std::uint16_t code, const char* reason);
+  void ws_send_deferred();
   bool ws_write(bool client);
   void ws_send_ping();
   void ws_after_io();

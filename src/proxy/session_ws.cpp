@@ -23,6 +23,7 @@ namespace sluice::proxy {
 namespace {
 
 constexpr std::uint64_t kCloseTimeoutMs = 5'000;  // for a close handshake to complete
+constexpr std::uint64_t kDeferMs = 1'000;         // a failed side's close waits at most this
 constexpr std::size_t kMaxCloseReason = 123;      // 125 minus the code
 
 // A control frame as the gateway sends it: unmasked to a client, masked with
@@ -42,17 +43,23 @@ void Session::WsState::Direction::on_data_frame() {
   session.ws_->last_data_ms = uv_now(session.w_.io().loop());
 }
 
-void Session::WsState::Direction::on_close(std::uint16_t code) {
+bool Session::WsState::Direction::on_close(std::uint16_t code) {
   WsState& ws = *session.ws_;
   Side& from = from_client ? ws.client : ws.upstream;
   Side& to = from_client ? ws.upstream : ws.client;
   from.in_closed = true;
   from.close_frame = true;
-  to.out_closed = true;  // relayed to it, unless it was closed already (then discarded)
   if (ws.close_code == 0) {
     ws.close_code = code;
     ws.closed_by = from_client ? "client" : "upstream";
   }
+  if (ws.deferred_code != 0 && ws.deferred_to_client == !from_client) {
+    // The reply to our 1001: the failed side now gets its own code instead.
+    ws.deferred_now = true;
+    return false;
+  }
+  to.out_closed = true;  // relayed to it, unless it was closed already (then discarded)
+  return true;
 }
 
 // ---- the handshake's second half
@@ -178,19 +185,39 @@ void Session::ws_send_close(bool client, std::uint16_t code, const char* reason)
   }
 }
 
-// One side broke the protocol or a limit: it gets the code, the other side
-// 1001, and nothing it sends from now on is relayed.
+// One side broke the protocol or a limit: nothing it sends from now on is
+// relayed, the other side gets 1001, and the failed side gets the code once
+// the other side has answered (what it sent before its close still reaches
+// the failed side, as it would without a gateway between them).
 void Session::ws_fail(bool client, std::uint16_t code, const char* reason) {
   WsState& ws = *ws_;
   SLUICE_LOG(Info, "conn=%" PRIu64 " msg=\"websocket closed by policy\" side=%s code=%u"
              " reason=\"%s\"", id_, client ? "client" : "upstream", code, reason);
-  (client ? ws.client : ws.upstream).in_closed = true;
+  WsState::Side& failed = client ? ws.client : ws.upstream;
+  WsState::Side& other = client ? ws.upstream : ws.client;
+  failed.in_closed = true;
   if (ws.close_code == 0) {
     ws.close_code = code;
     ws.closed_by = "gateway";
   }
-  ws_send_close(client, code, reason);
   ws_send_close(!client, 1001, "going away");
+  if (other.in_closed || other.gone || failed.out_closed) {
+    ws_send_close(client, code, reason);
+    return;
+  }
+  ws.deferred_code = code;
+  ws.deferred_reason = reason;
+  ws.deferred_to_client = client;
+  ws.deferred_deadline_ms = uv_now(w_.io().loop()) + kDeferMs;
+}
+
+void Session::ws_send_deferred() {
+  WsState& ws = *ws_;
+  if (ws.deferred_code == 0) return;
+  const std::uint16_t code = ws.deferred_code;
+  ws.deferred_code = 0;
+  ws.deferred_now = false;
+  ws_send_close(ws.deferred_to_client, code, ws.deferred_reason);
 }
 
 // The gateway ends the session (idle, ping timeout, shutdown): both sides get
@@ -215,6 +242,16 @@ void Session::ws_peer_gone(bool client) {
   const bool vanished = !side.close_frame;
   side.in_closed = side.out_closed = side.gone = true;
   (client ? to_client_ : to_upstream_).clear();
+  if (ws.deferred_code != 0) {
+    // The failed side is gone (nothing to tell it), or the side it waited
+    // for is (it gets its code now).
+    if (ws.deferred_to_client == client) {
+      ws.deferred_code = 0;
+    } else {
+      ws_send_deferred();
+    }
+    return;
+  }
   if (!vanished) return;
   if (ws.close_code == 0) {
     ws.close_code = 1006;  // what RFC 6455 calls a close without a close frame
@@ -266,6 +303,7 @@ void Session::ws_send_ping() {
 void Session::ws_after_io() {
   if (phase_ != Phase::WebSocket) return;
   WsState& ws = *ws_;
+  if (ws.deferred_now) ws_send_deferred();
   if (ws.ping_due) ws_send_ping();
   // A failed write ends that side, which may queue a close toward the other.
   for (int round = 0; round < 2; ++round) {
@@ -328,6 +366,7 @@ void Session::ws_arm_timer() {
     const std::uint64_t ping = ws.ping_outstanding ? ws.ping_sent_ms + interval : ws.next_ping_ms;
     if (ping < due) due = ping;
   }
+  if (ws.deferred_code != 0 && ws.deferred_deadline_ms < due) due = ws.deferred_deadline_ms;
   // Data frames only push deadlines later: the timer then fires early and is
   // armed again, instead of being moved on every read.
   if (ws.timer_armed && ws.timer_due_ms <= due) return;
@@ -341,6 +380,7 @@ void Session::ws_on_timer() {
   WsState& ws = *ws_;
   ws.timer_armed = false;
   const std::uint64_t now = uv_now(w_.io().loop());
+  if (ws.deferred_code != 0 && now >= ws.deferred_deadline_ms) ws_send_deferred();
   if (ws.close_deadline_ms != 0) {
     if (now >= ws.close_deadline_ms) {
       SLUICE_LOG(Info, "conn=%" PRIu64 " msg=\"websocket close handshake timed out\"", id_);

@@ -30,7 +30,7 @@ struct Session::WsState {
     bool on_pong(const std::uint8_t* p, std::size_t n) override {
       return from_client && session.ws_take_pong(p, n);
     }
-    void on_close(std::uint16_t code) override;
+    bool on_close(std::uint16_t code) override;
 
     Session& session;
     bool from_client;
@@ -74,6 +74,14 @@ struct Session::WsState {
   std::array<std::uint8_t, 8> ping_payload{};
   bool ping_outstanding = false;    // sent, its pong not yet back
   bool ping_due = false;            // due, but the client's output was mid-frame
+  // A failed side's own close waits for the other side's close reply (or a
+  // short deadline), so that what the other side was still sending toward
+  // it (answers to its earlier, valid messages) reaches it first.
+  std::uint16_t deferred_code = 0;  // 0: none waiting
+  bool deferred_to_client = false;
+  bool deferred_now = false;        // the reply came: send it
+  const char* deferred_reason = "";
+  std::uint64_t deferred_deadline_ms = 0;
   std::uint16_t close_code = 0;     // the first close code seen or sent
   const char* closed_by = "-";      // "client", "upstream" or "gateway"
 };

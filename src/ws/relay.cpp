@@ -95,7 +95,7 @@ Verdict FrameRelay::on_frame_end() {
     CloseCheck c = check_close_payload(control_.data(), control_len_);
     if (c.error != 0) return refuse(c.error, "invalid close frame");
     close_seen_ = true;
-    listener_.on_close(c.code);
+    if (!listener_.on_close(c.code)) return Verdict::Continue;
   } else if (in_.opcode == kPong && listener_.on_pong(control_.data(), control_len_)) {
     return Verdict::Continue;  // the answer to the gateway's own ping: not forwarded
   }

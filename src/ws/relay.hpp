@@ -45,8 +45,13 @@ class RelayListener {
     (void)n;
     return false;
   }
-  // A valid close frame was forwarded (code 1005 when it carried none).
-  virtual void on_close(std::uint16_t code) { (void)code; }
+  // A valid close frame arrived (code 1005 when it carried none); return
+  // true to forward it, false to keep it back (the gateway then sends the
+  // receiving peer a close of its own).
+  virtual bool on_close(std::uint16_t code) {
+    (void)code;
+    return true;
+  }
 
  protected:
   ~RelayListener() = default;

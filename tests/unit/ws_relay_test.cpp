@@ -62,7 +62,10 @@ struct Listener final : RelayListener {
   bool on_pong(const std::uint8_t* p, std::size_t n) override {
     return keep_pong == std::string(reinterpret_cast<const char*>(p), n);
   }
-  void on_close(std::uint16_t code) override { close_code = code; }
+  bool on_close(std::uint16_t code) override {
+    close_code = code;
+    return true;
+  }
   int data_frames = 0;
   std::vector<std::uint64_t> messages;
   std::string keep_pong = "gateway-ping";
