@@ -39,6 +39,7 @@ void FrameRelay::emit_header(bool fin, std::uint8_t opcode, std::uint64_t length
 
 Verdict FrameRelay::on_frame_header(const FrameHeader& h) {
   in_ = h;
+  header_pending_ = false;
   if (close_seen_) return refuse(1002, "frame after close");
   if (keys_) out_key_ = keys_->next();  // never reused, never derived from the peer's key
   if (is_control(h.opcode)) {
@@ -54,9 +55,23 @@ Verdict FrameRelay::on_frame_header(const FrameHeader& h) {
   message_bytes_ += h.length;
   if (message_bytes_ > limits_.max_message_bytes) return refuse(1009, "message over max_message_bytes");
   listener_.on_data_frame();
+  if (text_) {
+    // Sent with the first payload bytes that pass the UTF-8 check: a frame
+    // whose first bytes are already bad is refused with nothing sent, and
+    // the peer can still be sent a close frame.
+    header_pending_ = true;
+    return Verdict::Continue;
+  }
   emit_header(h.fin, h.opcode, h.length, h.rsv1);
   out_frame_open_ = h.length > 0;
   return Verdict::Continue;
+}
+
+void FrameRelay::emit_pending_header() {
+  if (!header_pending_) return;
+  header_pending_ = false;
+  emit_header(in_.fin, in_.opcode, in_.length, in_.rsv1);
+  out_frame_open_ = in_.length > 0;
 }
 
 Verdict FrameRelay::on_payload(std::uint8_t* p, std::size_t n, std::uint64_t offset) {
@@ -70,6 +85,10 @@ Verdict FrameRelay::on_payload(std::uint8_t* p, std::size_t n, std::uint64_t off
     // UTF-8 is checked on the plain text: unmask, check, then mask afresh.
     if (in_.masked) apply_mask(p, n, in_.mask, offset);
     if (!utf8_.feed(p, n)) return refuse(1007, "invalid UTF-8 in a text message");
+    if (in_.fin && offset + n == in_.length && !utf8_.complete()) {
+      return refuse(1007, "text message ends inside a character");
+    }
+    emit_pending_header();
     if (keys_) apply_mask(p, n, out_key_, offset);
   } else if (in_.masked && keys_) {
     remask(p, n, in_.mask, out_key_, offset);  // one pass: the client's key off, ours on
@@ -85,10 +104,11 @@ Verdict FrameRelay::on_payload(std::uint8_t* p, std::size_t n, std::uint64_t off
 Verdict FrameRelay::on_frame_end() {
   if (!is_control(in_.opcode)) {
     out_frame_open_ = false;
-    if (in_.fin) {
-      if (text_ && !utf8_.complete()) return refuse(1007, "text message ends inside a character");
-      listener_.on_message(message_bytes_);
+    if (in_.fin && text_ && !utf8_.complete()) {
+      return refuse(1007, "text message ends inside a character");
     }
+    emit_pending_header();  // an empty text frame
+    if (in_.fin) listener_.on_message(message_bytes_);
     return Verdict::Continue;
   }
   if (in_.opcode == kClose) {

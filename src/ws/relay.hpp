@@ -9,7 +9,10 @@
 // answers the gateway's own ping can be kept back.
 // Policy lives here: frame and message size limits (1009), UTF-8 of text
 // messages across fragments (1007), and every protocol error the parser
-// finds (1002). One class serves both directions; the constructor says which.
+// finds (1002). A text frame's header goes out with its first bytes that
+// pass the UTF-8 check, so bad text in the first read of a frame is refused
+// with nothing of the frame sent; bad text further into a frame that spans
+// reads leaves the receiving peer mid-frame (see output_mid_frame). One class serves both directions; the constructor says which.
 // Pure: no I/O; never touches bytes outside the span it is given.
 #pragma once
 
@@ -85,6 +88,7 @@ class FrameRelay final : private FrameHandler {
   Verdict on_frame_end() override;
   Verdict refuse(std::uint16_t code, const char* reason) noexcept;
   void emit_header(bool fin, std::uint8_t opcode, std::uint64_t length, bool rsv1);
+  void emit_pending_header();
 
   FrameParser parser_;
   RelayLimits limits_;
@@ -106,6 +110,7 @@ class FrameRelay final : private FrameHandler {
   const char* fail_reason_ = "";
   bool close_seen_ = false;
   bool out_frame_open_ = false;
+  bool header_pending_ = false;  // a text frame's header waits for its first checked bytes
 };
 
 }  // namespace sluice::ws

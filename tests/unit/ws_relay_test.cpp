@@ -236,3 +236,32 @@ TEST_CASE("ws relay: a failure mid-frame says the receiver is mid-frame", "[ws]"
   CHECK(r.result.close_code == 1007);
   CHECK(r.mid_frame);
 }
+
+TEST_CASE("ws relay: a text frame refused for its UTF-8 in its first read leaves nothing half-sent",
+          "[ws]") {
+  // Bad bytes, or a message ending inside a character, in a frame that
+  // arrives whole: the frames before it go out complete and the receiving
+  // peer is not mid-frame, so it can still be sent a close frame.
+  const std::vector<std::vector<std::uint8_t>> cases = {
+      cat({frame(true, kText, "fine", &kClientKey), frame(true, kText, "caf\xc3\x28", &kClientKey)}),
+      cat({frame(false, kText, "price \xe2\x82", &kClientKey),
+           frame(true, kContinuation, "\x28", &kClientKey)}),
+      cat({frame(false, kText, "\xe2\x82", &kClientKey), frame(true, kContinuation, "", &kClientKey)}),
+  };
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    INFO("case " << i);
+    Run r = relay(cases[i], Role::FromClient, RelayLimits{});
+    CHECK_FALSE(r.result.ok);
+    CHECK(r.result.close_code == 1007);
+    CHECK(r.out_well_formed);
+    CHECK_FALSE(r.mid_frame);
+    CHECK(r.out.size() == 1);
+  }
+  // Bad bytes in a later read of a frame that spans reads: the header and
+  // the good bytes went out, and the relay says the peer is mid-frame.
+  const std::string text = std::string(100, 'a') + "\xff";
+  Run late = relay(frame(true, kText, text, &kClientKey), Role::FromClient, RelayLimits{}, {50});
+  CHECK_FALSE(late.result.ok);
+  CHECK(late.result.close_code == 1007);
+  CHECK(late.mid_frame);
+}
