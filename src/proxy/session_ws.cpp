@@ -128,9 +128,9 @@ void Session::start_websocket(Block* block, std::size_t off, std::size_t end) {
 void Session::ws_client_read(Block* block, std::size_t off, std::size_t end) {
   WsState& ws = *ws_;
   if (ws.client.in_closed) return;  // after its close, or a failure: discarded
-  net::OutBatch& out = ws.upstream.out_closed ? ws.discard : to_upstream_;
+  net::OutBatch& out = ws.upstream.out_closed ? w_.discard_batch() : to_upstream_;
   const ws::FrameRelay::Result r = ws.c2u.feed(block, off, end - off, out);
-  ws.discard.clear();
+  w_.discard_batch().clear();
   // Bytes after a valid close frame are refused by the relay and ignored here.
   if (!r.ok && !ws.client.in_closed) ws_fail(true, r.close_code, r.reason);
   ws_after_io();
@@ -139,9 +139,9 @@ void Session::ws_client_read(Block* block, std::size_t off, std::size_t end) {
 void Session::ws_upstream_read(Block* block, std::size_t off, std::size_t end) {
   WsState& ws = *ws_;
   if (ws.upstream.in_closed) return;
-  net::OutBatch& out = ws.client.out_closed ? ws.discard : to_client_;
+  net::OutBatch& out = ws.client.out_closed ? w_.discard_batch() : to_client_;
   const ws::FrameRelay::Result r = ws.u2c.feed(block, off, end - off, out);
-  ws.discard.clear();
+  w_.discard_batch().clear();
   if (!r.ok && !ws.upstream.in_closed) ws_fail(false, r.close_code, r.reason);
   ws_after_io();
 }

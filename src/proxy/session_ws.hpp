@@ -12,7 +12,6 @@
 #include <cstdint>
 
 #include "config/config.hpp"
-#include "net/transport.hpp"
 #include "proxy/session.hpp"
 #include "ws/relay.hpp"
 
@@ -47,21 +46,21 @@ struct Session::WsState {
 
   WsState(Session& s, const config::RouteWebSocket& conf, ws::MaskKeySource& keys, bool deflate)
       : conf(conf),
-        limits{conf.max_frame_bytes, conf.max_message_bytes, conf.validate_utf8, deflate},
         c2u_events(s, true),
         u2c_events(s, false),
-        c2u(ws::Role::FromClient, limits, &keys, c2u_events),
-        u2c(ws::Role::FromServer, limits, nullptr, u2c_events),
+        c2u(ws::Role::FromClient, limits_of(conf, deflate), &keys, c2u_events),
+        u2c(ws::Role::FromServer, limits_of(conf, deflate), nullptr, u2c_events),
         keys(keys) {}
+  static ws::RelayLimits limits_of(const config::RouteWebSocket& conf, bool deflate) {
+    return {conf.max_frame_bytes, conf.max_message_bytes, conf.validate_utf8, deflate};
+  }
 
   const config::RouteWebSocket& conf;
-  ws::RelayLimits limits;
   Direction c2u_events;
   Direction u2c_events;
   ws::FrameRelay c2u;  // client -> upstream: re-masked with fresh keys
   ws::FrameRelay u2c;  // upstream -> client: unmasked
   ws::MaskKeySource& keys;
-  net::OutBatch discard;  // frames parsed only to find a close, sent nowhere
   Side client;
   Side upstream;
 

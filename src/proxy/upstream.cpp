@@ -138,12 +138,15 @@ void UpstreamPool::close_idle() {
 UpstreamConn::UpstreamConn(UpstreamPool& pool, ServerState& server)
     : pool_(pool), server_(server) {
   if (pool.tls_) {
-    tls_.emplace(pool.io_, *this);
-    transport_ = &*tls_;
+    transport_ = &conn_.emplace<net::TlsTransport>(pool.io_, *this);
   } else {
-    tcp_.emplace(pool.io_, *this);
-    transport_ = &*tcp_;
+    transport_ = &conn_.emplace<net::TcpTransport>(pool.io_, *this);
   }
+}
+
+net::TcpTransport& UpstreamConn::tcp() noexcept {
+  if (net::TlsTransport* t = tls()) return t->tcp();
+  return std::get<net::TcpTransport>(conn_);
 }
 
 int UpstreamConn::start_connect(UpstreamUser& user) {
@@ -178,14 +181,14 @@ void UpstreamConn::on_connect(uv_connect_t* req, int status) noexcept {
     self->connect_failed("upstream connect failed", status);
     return;
   }
-  if (self->tls_) {
+  if (net::TlsTransport* tls = self->tls()) {
     // The TLS handshake is part of connecting: the connect timer still runs.
     SSL* ssl = self->pool_.tls_->new_ssl(host_of(self->server_.conf->name));
     if (!ssl) {
       self->connect_failed("upstream TLS setup failed", UV_ENOMEM);
       return;
     }
-    self->tls_->start_client(ssl);
+    tls->start_client(ssl);
     return;
   }
   self->connected();

@@ -12,7 +12,7 @@
 #include <uv.h>
 
 #include <cstdint>
-#include <optional>
+#include <variant>
 #include <vector>
 
 #include "config/config.hpp"
@@ -120,15 +120,16 @@ class UpstreamConn final : public net::TransportHandler {
   void on_handshake_done() override;
   void connected();
   void connect_failed(const char* what, int status);
-  net::TcpTransport& tcp() noexcept { return tls_ ? tls_->tcp() : *tcp_; }
+  net::TcpTransport& tcp() noexcept;
+  net::TlsTransport* tls() noexcept { return std::get_if<net::TlsTransport>(&conn_); }
   static void on_connect(uv_connect_t* req, int status) noexcept;
   static void on_timer(uv_timer_t* t) noexcept;
   static void on_timer_closed(uv_handle_t* h) noexcept;
 
   UpstreamPool& pool_;
   ServerState& server_;
-  std::optional<net::TcpTransport> tcp_;  // exactly one of tcp_ and tls_ is set
-  std::optional<net::TlsTransport> tls_;
+  // Only the transport in use takes room (idle WebSocket sessions are many).
+  std::variant<std::monostate, net::TcpTransport, net::TlsTransport> conn_;
   net::Transport* transport_ = nullptr;
   uv_timer_t timer_{};
   uv_connect_t connect_req_{};

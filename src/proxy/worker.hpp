@@ -52,6 +52,9 @@ class Worker {
   UpstreamPool& pool(std::size_t i) noexcept { return *pools_[i]; }
   AccessLog& access_log() noexcept { return access_log_; }
   ws::MaskKeySource& mask_keys() noexcept { return mask_keys_; }
+  // Where a WebSocket relay puts frames it parses but sends nowhere (after
+  // the receiving side is closed); cleared after each use.
+  net::OutBatch& discard_batch() noexcept { return discard_; }
   void add(Session* s) noexcept;
   void remove(Session* s) noexcept;
 
@@ -82,6 +85,7 @@ class Worker {
   uv_timer_t flush_timer_{};
   AccessLog access_log_;
   ws::MaskKeySource mask_keys_;  // for every frame this worker sends upstream
+  net::OutBatch discard_;
   Session* sessions_ = nullptr;
   std::size_t session_count_ = 0;
   std::size_t max_sessions_;
