@@ -122,7 +122,8 @@ def without(headers, name):
 class Upgrades(SluiceTestCase):
     """Upgrade requests are checked against the handshake rules and the
     route's policy; only valid WebSocket handshakes are forwarded (the
-    WebSocket relay itself is tested in test_websocket.py)."""
+    WebSocket relay itself is tested in test_websocket.py and
+    test_ws_policy.py)."""
 
     def setUp(self):
         super().setUp()

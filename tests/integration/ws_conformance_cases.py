@@ -12,9 +12,9 @@ Case numbers follow Autobahn's where a case has a counterpart there; the
 client that runs them is ws_conformance_client.py.
 """
 
-from ws_conformance_client import (BINARY, CLOSE, CONT, PING, PONG, TEXT, Case, Expect, F,
-                                   Raw, Send, Sync, WaitOpen, binary, close_payload, failed,
-                                   frame, ok_echo, pong, text)
+from ws_conformance_client import (Case, Expect, F, Raw, Send, Sync, WaitOpen, binary, failed,
+                                   ok_echo, pong, text)
+from wsframes import BINARY, CLOSE, CONT, PING, PONG, TEXT, close_payload, encode_frame
 
 HELLO = b"Hello, world!"
 SIZES = (0, 125, 126, 127, 128, 65535, 65536)
@@ -292,7 +292,7 @@ def _fail_fast():
     p2 = b"\xf4\x90\x80\x80"   # invalid at its 2nd byte (> U+10FFFF)
     p3 = b"edited"
     full = p1 + p2 + p3
-    one_frame = frame(TEXT, full, key=b"\x5a\x13\xc4\x9e")
+    one_frame = encode_frame(TEXT, full, mask=b"\x5a\x13\xc4\x9e")
     h = len(one_frame) - len(full)
     strict = [("open-after", "A")]
     lax = [("open-after", "A"), ("open-after", "B")]

@@ -1,7 +1,8 @@
 """A raw-socket RFC 6455 client that runs conformance cases against a
 WebSocket server, and the vocabulary the cases are written in.
 
-Frames are built by hand (nothing here trusts a WebSocket library). A case
+Frames are built and read by hand with wsframes.py (nothing here trusts a
+WebSocket library). A case
 (ws_conformance_cases.py) is a list of steps (writes, waits); running it
 against a port gives an Outcome: the messages and control frames the server
 sent back, the close code it sent, and whether it closed the TCP connection.
@@ -18,47 +19,12 @@ import base64
 import hashlib
 import select
 import socket
-import struct
 import time
 
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-TEXT, BINARY, CONT, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
-OPCODE_NAMES = {TEXT: "text", BINARY: "binary", CONT: "cont", CLOSE: "close",
-                PING: "ping", PONG: "pong"}
+from wsframes import (BINARY, CLOSE, CONT, OPCODE_NAMES, PING, PONG, TEXT, accept_for,
+                      close_payload, encode_frame, parse_frame, upgrade_request)
+
 HEAD_CAP = 16 * 1024       # bytes of handshake response read at most
-
-
-# ---------------------------------------------------------------------------
-# frames
-
-def mask(data, key):
-    """XOR with the 4-byte key, as one big-integer operation (fast at MiB)."""
-    n = len(data)
-    if n == 0:
-        return b""
-    stream = (key * (n // 4 + 1))[:n]
-    return (int.from_bytes(data, "big") ^ int.from_bytes(stream, "big")).to_bytes(n, "big")
-
-
-def frame(opcode, payload=b"", fin=True, rsv=0, key=b"\x37\xfa\x21\x3d", masked=True):
-    """One frame as a client sends it, its length in the minimal encoding.
-    `rsv` is the 3-bit RSV field."""
-    b0 = (0x80 if fin else 0) | ((rsv & 7) << 4) | (opcode & 0xF)
-    n = len(payload)
-    mbit = 0x80 if masked else 0
-    if n > 0xFFFF:
-        head = struct.pack(">BBQ", b0, mbit | 127, n)
-    elif n > 125:
-        head = struct.pack(">BBH", b0, mbit | 126, n)
-    else:
-        head = struct.pack(">BB", b0, mbit | n)
-    if not masked:
-        return head + payload
-    return head + key + mask(payload, key)
-
-
-def close_payload(code, reason=b""):
-    return struct.pack(">H", code) + reason
 
 
 # ---------------------------------------------------------------------------
@@ -257,47 +223,24 @@ class _ServerFrames:
         self.count += 1
 
     def _one(self):
-        b = self.buf
-        if len(b) < 2:
+        f = parse_frame(self.buf, cap=None)
+        if f is None:
             return None
-        b0, b1 = b[0], b[1]
-        fin, rsv, opcode = bool(b0 & 0x80), (b0 >> 4) & 7, b0 & 0xF
-        masked, n, pos = bool(b1 & 0x80), b1 & 0x7F, 2
-        if n == 126:
-            if len(b) < 4:
-                return None
-            n, pos = struct.unpack_from(">H", b, 2)[0], 4
-        elif n == 127:
-            if len(b) < 10:
-                return None
-            n, pos = struct.unpack_from(">Q", b, 2)[0], 10
-        key = b""
-        if masked:
-            if len(b) < pos + 4:
-                return None
-            key, pos = bytes(b[pos:pos + 4]), pos + 4
-        if len(b) < pos + n:
-            return None
-        payload = bytes(b[pos:pos + n])
-        del b[:pos + n]
-        if masked:
-            payload = mask(payload, key)
+        opcode, payload = f.opcode, f.payload
+        if f.masked:
             self._bad("masked frame from the server")
-        if rsv:
-            self._bad("RSV bits %d from the server" % rsv)
+        if f.rsv:
+            self._bad("RSV bits %d from the server" % f.rsv)
         if self.out.close_received:
             self._bad("%s frame after the server's close" % OPCODE_NAMES.get(opcode, opcode))
             return (opcode, payload)
         if opcode & 0x8:
-            if not fin or n > 125:
+            if not f.fin or f.length > 125:
                 self._bad("control frame fragmented or over 125 bytes")
             if opcode == CLOSE:
                 self.out.close_received = True
-                if len(payload) >= 2:
-                    self.out.close_code = struct.unpack(">H", payload[:2])[0]
-                    self.out.close_reason = payload[2:]
-                else:
-                    self.out.close_code = 1005
+                self.out.close_code = f.close_code
+                self.out.close_reason = f.close_reason
             elif opcode in (PING, PONG):
                 self.out.events.append((OPCODE_NAMES[opcode], payload))
                 self.count += 1
@@ -317,7 +260,7 @@ class _ServerFrames:
             self._bad("reserved data opcode %d" % opcode)
             return (opcode, payload)
         self.msg += payload
-        if fin:
+        if f.fin:
             self.out.events.append((OPCODE_NAMES[self.msg_opcode], bytes(self.msg)))
             self.count += 1
             self.msg_opcode = None
@@ -347,7 +290,8 @@ class _Run:
         return hashlib.sha256(("%s/%d" % (self.case.id, self.nframe)).encode()).digest()[:4]
 
     def build(self, f):
-        return frame(f.opcode, f.payload, f.fin, f.rsv, self.key(), f.masked)
+        key = self.key()        # drawn for unmasked frames too: keys stay the same per case
+        return encode_frame(f.opcode, f.payload, f.fin, key if f.masked else None, f.rsv)
 
     def write(self, data, ours=True):
         """Sends; `ours`: bytes of the case itself (kept for the report),
@@ -369,8 +313,8 @@ class _Run:
         """The client's side of a closing handshake (1005: no code)."""
         self.close_sent = True
         self.out.client_close = code
-        payload = b"" if code == 1005 else struct.pack(">H", code)
-        self.write(frame(CLOSE, payload, key=self.key()), ours=False)
+        payload = close_payload(None if code == 1005 else code)
+        self.write(encode_frame(CLOSE, payload, mask=self.key()), ours=False)
 
     def pump(self, until, limit):
         """Reads until until() or EOF or `limit` (monotonic) or the case's
@@ -391,7 +335,7 @@ class _Run:
             for payload in self.frames.feed(data):
                 # A client answers a ping; the echo server never sends one.
                 if not self.close_sent:
-                    self.write(frame(PONG, payload, key=self.key()), ours=False)
+                    self.write(encode_frame(PONG, payload, mask=self.key()), ours=False)
             if self.out.close_received and not self.close_sent:
                 # The server closed: echo its code, as an endpoint must.
                 self.send_close(self.out.close_code)
@@ -404,11 +348,9 @@ class _Run:
     def handshake(self):
         self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=3.0 * self.slow)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        wskey = base64.b64encode(hashlib.sha256(self.case.id.encode()).digest()[:16])
-        req = ("GET /conformance/%s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
-               "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
-               "\r\n" % (self.case.id, self.port, wskey.decode())).encode()
-        self.sock.sendall(req)
+        wskey = base64.b64encode(hashlib.sha256(self.case.id.encode()).digest()[:16]).decode()
+        self.sock.sendall(upgrade_request("/conformance/" + self.case.id, wskey, origin=None,
+                                          host="127.0.0.1:%d" % self.port))
         head = bytearray()
         while b"\r\n\r\n" not in head:
             left = self.deadline - time.monotonic()
@@ -423,7 +365,7 @@ class _Run:
         lines = bytes(head[:end]).decode("latin-1").split("\r\n")
         if not lines[0].startswith("HTTP/1.1 101"):
             raise HandshakeError("handshake answered %r, not 101" % lines[0])
-        accept = base64.b64encode(hashlib.sha1(wskey + GUID).digest()).decode()
+        accept = accept_for(wskey)
         fields = {}
         for line in lines[1:]:
             if ":" in line:
