@@ -371,13 +371,14 @@ async def _aiter(items):
 
 class WsEchoServer:
     """python3-websockets on 127.0.0.1:<ephemeral> in a thread with its own
-    event loop: echoes every message as one frame, or, under a path
-    containing "/frag", as three fragments. Records (path, headers,
+    event loop (wss with an ssl_context): echoes every message as one frame,
+    or, under a path containing "/frag", as three fragments. Records (path, headers,
     subprotocol) of every handshake in `handshakes`."""
 
-    def __init__(self, name="echo", subprotocols=None):
+    def __init__(self, name="echo", subprotocols=None, ssl_context=None):
         self.name = name
         self.subprotocols = subprotocols
+        self.ssl_context = ssl_context  # set: wss
         self.port = None
         self.addr = None
         self.handshakes = []
@@ -420,7 +421,7 @@ class WsEchoServer:
         self.stop_future = self.loop.create_future()
         async with websockets.serve(self._handler, LOOPBACK, 0, max_size=None,
                                     subprotocols=self.subprotocols, ping_interval=None,
-                                    close_timeout=2) as server:
+                                    close_timeout=2, ssl=self.ssl_context) as server:
             self.port = server.sockets[0].getsockname()[1]
             self.addr = "%s:%d" % (LOOPBACK, self.port)
             self.ready.set()
