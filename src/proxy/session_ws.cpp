@@ -7,6 +7,7 @@
 // closes, backpressure, the end) is worked out in one place, ws_after_io().
 #include "proxy/session_ws.hpp"
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
@@ -319,11 +320,19 @@ void Session::ws_after_io() {
     if (!again) break;
   }
 
+  const std::uint64_t now = uv_now(w_.io().loop());
+  if (ws.close_deadline_ms == 0 &&
+      (ws.client.out_closed || ws.client.in_closed || ws.upstream.out_closed || ws.upstream.in_closed)) {
+    ws.close_deadline_ms = now + kCloseTimeoutMs;
+  }
   if (ws.client.in_closed && ws.client.out_closed && ws.upstream.in_closed &&
       ws.upstream.out_closed) {
     // Over. The upstream goes once what it is owed has left; the client gets
     // a lingering close when it may still be sending.
-    if (up_ && !ws.upstream.gone && up_->transport().write_pending() != 0) return;
+    if (up_ && !ws.upstream.gone && up_->transport().write_pending() != 0) {
+      ws_arm_timer();  // the close deadline bounds the wait
+      return;
+    }
     release_upstream(false);
     if (ws.client.gone) {
       finish(CloseReason::WebSocketClosed);
@@ -333,12 +342,6 @@ void Session::ws_after_io() {
     log_access();
     start_finishing(CloseReason::WebSocketClosed);
     return;
-  }
-
-  const std::uint64_t now = uv_now(w_.io().loop());
-  if (ws.close_deadline_ms == 0 &&
-      (ws.client.out_closed || ws.client.in_closed || ws.upstream.out_closed || ws.upstream.in_closed)) {
-    ws.close_deadline_ms = now + kCloseTimeoutMs;
   }
 
   // Backpressure: a side whose pending writes pass the high-water mark stops
@@ -363,8 +366,14 @@ void Session::ws_arm_timer() {
   if (due == 0) {
     const std::uint64_t interval = static_cast<std::uint64_t>(ws.conf.ping_interval.count());
     due = ws.last_data_ms + static_cast<std::uint64_t>(ws.conf.idle_timeout.count());
-    const std::uint64_t ping = ws.ping_outstanding ? ws.ping_sent_ms + interval : ws.next_ping_ms;
-    if (ping < due) due = ping;
+    // A ping that is due but waits for the frame the client is receiving
+    // goes out from ws_after_io(): no deadline for it here, or the timer
+    // would fire at once until that frame ends.
+    if (ws.ping_outstanding) {
+      due = std::min(due, ws.ping_sent_ms + interval);
+    } else if (!ws.ping_due) {
+      due = std::min(due, ws.next_ping_ms);
+    }
   }
   if (ws.deferred_code != 0 && ws.deferred_deadline_ms < due) due = ws.deferred_deadline_ms;
   // Data frames only push deadlines later: the timer then fires early and is

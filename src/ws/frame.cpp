@@ -168,6 +168,8 @@ bool FrameParser::end_frame() noexcept {
 FrameParser::Result FrameParser::feed(std::uint8_t* p, std::size_t n) noexcept {
   if (state_ == State::Dead) return {Status::Error, 0};
   std::size_t off = 0;
+  constexpr std::size_t kBefore = static_cast<std::size_t>(-1);
+  std::size_t header_at = kBefore;  // where the header being gathered began in p
   while (off < n) {
     if (state_ == State::Payload) {
       const std::size_t take =
@@ -183,6 +185,7 @@ FrameParser::Result FrameParser::feed(std::uint8_t* p, std::size_t n) noexcept {
     // A header stage: gather its bytes, then check them. Stages with no
     // bytes of their own (no extended length, no key) pass straight through.
     const std::size_t take = std::min<std::size_t>(need_ - hdr_len_, n - off);
+    if (hdr_len_ == 0) header_at = off;
     std::memcpy(hdr_.data() + hdr_len_, p + off, take);
     hdr_len_ = static_cast<std::uint8_t>(hdr_len_ + take);
     off += take;
@@ -200,6 +203,9 @@ FrameParser::Result FrameParser::feed(std::uint8_t* p, std::size_t n) noexcept {
     }
     // State::MaskKey, complete.
     if (header_.masked) std::memcpy(header_.mask.data(), hdr_.data() + hdr_len_ - 4, 4);
+    header_.raw = header_at == kBefore ? nullptr : p + header_at;
+    header_.raw_size = header_at == kBefore ? 0 : hdr_len_;
+    header_at = kBefore;
     hdr_len_ = 0;
     need_ = 2;
     if (!is_control(header_.opcode)) {

@@ -39,6 +39,11 @@ struct FrameHeader {
   bool masked = false;
   std::array<std::uint8_t, 4> mask{};  // meaningful only when masked
   std::uint64_t length = 0;            // payload bytes
+  // Where the header's own bytes lie in the span given to feed(), when all
+  // of them came in that span (nullptr when it was split across feeds). Set
+  // for on_frame_header only: a handler may rewrite them in place.
+  std::uint8_t* raw = nullptr;
+  std::uint8_t raw_size = 0;
 };
 
 // Which peer the bytes come from, which fixes the masking rule (RFC 6455 5.1).

@@ -17,6 +17,7 @@ FrameRelay::Result FrameRelay::feed(Block* block, std::size_t off, std::size_t n
   FrameParser::Result r = parser_.feed(reinterpret_cast<std::uint8_t*>(block->data) + off, n);
   block_ = nullptr;
   out_ = nullptr;
+  out_hdr_raw_ = nullptr;  // the block may be reused once this feed returns
   if (r.status == FrameParser::Status::Ok) return {true, 0, ""};
   if (fail_code_ == 0) {  // the parser's own finding, not a policy refusal
     fail_code_ = close_code(parser_.error());
@@ -55,22 +56,29 @@ Verdict FrameRelay::on_frame_header(const FrameHeader& h) {
   message_bytes_ += h.length;
   if (message_bytes_ > limits_.max_message_bytes) return refuse(1009, "message over max_message_bytes");
   listener_.on_data_frame();
-  if (text_) {
-    // Sent with the first payload bytes that pass the UTF-8 check: a frame
-    // whose first bytes are already bad is refused with nothing sent, and
-    // the peer can still be sent a close frame.
-    header_pending_ = true;
-    return Verdict::Continue;
+  out_hdr_len_ = static_cast<std::uint8_t>(encode_header(
+      out_hdr_.data(), h.fin, h.opcode, h.length, keys_ ? out_key_.data() : nullptr, h.rsv1));
+  out_hdr_raw_ = nullptr;
+  if (h.raw != nullptr && h.raw_size == out_hdr_len_) {
+    std::memcpy(h.raw, out_hdr_.data(), out_hdr_len_);
+    out_hdr_raw_ = h.raw;
   }
-  emit_header(h.fin, h.opcode, h.length, h.rsv1);
-  out_frame_open_ = h.length > 0;
+  // A text frame's header is sent with its first payload bytes that pass
+  // the UTF-8 check: a frame whose first bytes are already bad is refused
+  // with nothing sent, and the peer can still be sent a close frame.
+  header_pending_ = true;
+  if (!text_) emit_data_header();
   return Verdict::Continue;
 }
 
-void FrameRelay::emit_pending_header() {
+void FrameRelay::emit_data_header() {
   if (!header_pending_) return;
   header_pending_ = false;
-  emit_header(in_.fin, in_.opcode, in_.length, in_.rsv1);
+  if (out_hdr_raw_ != nullptr) {
+    out_->append_block(block_, reinterpret_cast<const char*>(out_hdr_raw_), out_hdr_len_);
+  } else {
+    out_->append_copy(std::string_view(reinterpret_cast<const char*>(out_hdr_.data()), out_hdr_len_));
+  }
   out_frame_open_ = in_.length > 0;
 }
 
@@ -88,7 +96,7 @@ Verdict FrameRelay::on_payload(std::uint8_t* p, std::size_t n, std::uint64_t off
     if (in_.fin && offset + n == in_.length && !utf8_.complete()) {
       return refuse(1007, "text message ends inside a character");
     }
-    emit_pending_header();
+    emit_data_header();
     if (keys_) apply_mask(p, n, out_key_, offset);
   } else if (in_.masked && keys_) {
     remask(p, n, in_.mask, out_key_, offset);  // one pass: the client's key off, ours on
@@ -107,7 +115,7 @@ Verdict FrameRelay::on_frame_end() {
     if (in_.fin && text_ && !utf8_.complete()) {
       return refuse(1007, "text message ends inside a character");
     }
-    emit_pending_header();  // an empty text frame
+    emit_data_header();  // an empty text frame
     if (in_.fin) listener_.on_message(message_bytes_);
     return Verdict::Continue;
   }

@@ -3,7 +3,11 @@
 // Bytes read from one peer go in; what to send the other peer comes out,
 // appended to an OutBatch: frame headers re-encoded (with a fresh masking
 // key toward an upstream, unmasked toward a client) and payload handed on as
-// slices of the read block, re-masked in place. Data frames stream through
+// slices of the read block, re-masked in place. A data frame's new header is
+// as long as the one it replaces (the same length form, a key in and a key
+// out, or none either way), so when the old one lies whole in the read
+// block the new one is written over it and header and payload leave as one
+// slice: small frames cost no copy and no extra iovec. Data frames stream through
 // as their bytes arrive; control frames (at most 125 bytes) are held whole
 // so that a close payload is checked before it is forwarded and a pong that
 // answers the gateway's own ping can be kept back.
@@ -88,7 +92,7 @@ class FrameRelay final : private FrameHandler {
   Verdict on_frame_end() override;
   Verdict refuse(std::uint16_t code, const char* reason) noexcept;
   void emit_header(bool fin, std::uint8_t opcode, std::uint64_t length, bool rsv1);
-  void emit_pending_header();
+  void emit_data_header();
 
   FrameParser parser_;
   RelayLimits limits_;
@@ -111,6 +115,11 @@ class FrameRelay final : private FrameHandler {
   bool close_seen_ = false;
   bool out_frame_open_ = false;
   bool header_pending_ = false;  // a text frame's header waits for its first checked bytes
+  // the data frame's new header: in the read block over the old one (raw,
+  // valid during the feed that brought it), else out_hdr_ to be copied
+  std::array<std::uint8_t, kMaxHeaderBytes> out_hdr_{};
+  std::uint8_t out_hdr_len_ = 0;
+  std::uint8_t* out_hdr_raw_ = nullptr;
 };
 
 }  // namespace sluice::ws
