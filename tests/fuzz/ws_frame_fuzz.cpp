@@ -6,8 +6,9 @@
 // It checks the contract callers rely on: feed() never claims more than it
 // was given and takes everything when it succeeds, errors are sticky and
 // silent, every header it reports obeys RFC 6455 section 5 for its role,
-// payload spans lie inside the piece with contiguous offsets, and a frame
-// ends exactly when its header's length has been delivered.
+// payload spans lie inside the piece with contiguous offsets, a header's raw
+// bytes (when it came whole) lie inside the piece, and a frame ends exactly
+// when its header's length has been delivered.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -33,6 +34,13 @@ struct Handler final : ws::FrameHandler {
     check(h.masked == (role == ws::Role::FromClient));
     check((h.length >> 63) == 0);
     if (ws::is_control(h.opcode)) check(h.fin && h.length <= 125);
+    // A header that came whole in this piece says where; its bytes are the
+    // header's own, of the minimal size for its length.
+    if (h.raw != nullptr) {
+      check(h.raw >= lo && h.raw_size <= static_cast<std::size_t>(hi - h.raw));
+      check(h.raw_size == ws::header_size(h.length, h.masked));
+      check(((h.raw[0] & 0x0F) == h.opcode) && ((h.raw[1] & 0x80) != 0) == h.masked);
+    }
     check(parser->in_message() == (!ws::is_control(h.opcode) ? !h.fin : open_before));
     if (!ws::is_control(h.opcode)) {
       check(h.opcode == ws::kContinuation ? open_before : !open_before);
