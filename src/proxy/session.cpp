@@ -414,6 +414,7 @@ http::ParserHandler::Next Session::on_request_head(http::MessageHead& head) {
     if (c.status != 0) {
       SLUICE_LOG(Info, "conn=%" PRIu64 " msg=\"upgrade refused\" client=%s status=%d reason=\"%s\"",
                  id_, client_ip_, c.status, c.reason);
+      ++(c.origin ? w_.ws_counters().refused_origin : w_.ws_counters().refused_handshake);
       local_status_ = static_cast<std::uint16_t>(c.status);
       return next;
     }

@@ -74,6 +74,7 @@ http::ParserHandler::Next Session::on_switch_head(http::MessageHead& head) {
   if (c.status != 0) {
     SLUICE_LOG(Warn, "conn=%" PRIu64 " msg=\"upstream websocket handshake refused\" server=%s"
                " reason=\"%s\"", id_, server_->conf->addr.text.c_str(), c.reason);
+    ++w_.ws_counters().bad_upstream_switch;
     return Next::Abort;  // 502, never retried
   }
   up_->stop_timer();
@@ -84,6 +85,7 @@ http::ParserHandler::Next Session::on_switch_head(http::MessageHead& head) {
   to_client_.append_copy(resp_head_);
   resp_started_ = true;
   ws_ = std::make_unique<WsState>(*this, conf, w_.mask_keys(), c.deflate);
+  ++w_.ws_counters().sessions;
   switching_ = true;
   return Next::Continue;
 }
@@ -197,6 +199,7 @@ void Session::ws_fail(bool client, std::uint16_t code, const char* reason) {
   WsState::Side& failed = client ? ws.client : ws.upstream;
   WsState::Side& other = client ? ws.upstream : ws.client;
   failed.in_closed = true;
+  ++w_.ws_counters().policy_closes;
   if (ws.close_code == 0) {
     ws.close_code = code;
     ws.closed_by = "gateway";

@@ -93,7 +93,7 @@ UpgradeCheck check_websocket_upgrade(const http::MessageHead& head,
   if (head.count("sec-websocket-key") != 1 || !ws::valid_key(http::trim_ows(*key))) {
     return {400, "Sec-WebSocket-Key is not 16 bytes of base64"};
   }
-  if (!origin_ok(head, ws)) return {403, "origin not allowed"};
+  if (!origin_ok(head, ws)) return {403, "origin not allowed", true};
   if (!subprotocol_ok(head, ws)) return {403, "no allowed subprotocol offered"};
   return {0, ""};
 }

@@ -18,6 +18,7 @@ namespace sluice::proxy {
 struct UpgradeCheck {
   int status;          // 0: a valid WebSocket handshake; otherwise the answer
   const char* reason;  // for the log
+  bool origin = false; // refused for its Origin (counted apart)
 };
 
 // An upgrade request: CONNECT, or Upgrade with "upgrade" among the

@@ -77,12 +77,19 @@ void Worker::run() {
 
   access_log_.flush();
   const net::IoCounters& c = io_.counters;
+  const WsCounters& w = ws_counters_;
   SLUICE_LOG(Info,
              "worker=%u msg=stopped tls_handshakes=%llu tls_handshake_failures=%llu "
-             "tls_plain_http=%llu",
+             "tls_plain_http=%llu ws_sessions=%llu ws_refused_origin=%llu "
+             "ws_refused_handshake=%llu ws_bad_upstream_switch=%llu ws_policy_closes=%llu",
              index_, static_cast<unsigned long long>(c.tls_handshakes),
              static_cast<unsigned long long>(c.tls_handshake_failures),
-             static_cast<unsigned long long>(c.tls_plain_http));
+             static_cast<unsigned long long>(c.tls_plain_http),
+             static_cast<unsigned long long>(w.sessions),
+             static_cast<unsigned long long>(w.refused_origin),
+             static_cast<unsigned long long>(w.refused_handshake),
+             static_cast<unsigned long long>(w.bad_upstream_switch),
+             static_cast<unsigned long long>(w.policy_closes));
   int r = uv_loop_close(&loop_);
   if (r == UV_EBUSY) {
     uv_walk(&loop_, [](uv_handle_t* h, void*) {

@@ -22,6 +22,16 @@ namespace sluice::proxy {
 
 class Session;
 
+// Per-worker WebSocket counters (for the metrics to come; logged at exit
+// until then). Never shared: each worker counts its own.
+struct WsCounters {
+  std::uint64_t sessions = 0;            // upgrades that switched to relaying
+  std::uint64_t refused_origin = 0;      // handshakes refused (403) for their Origin
+  std::uint64_t refused_handshake = 0;   // refused for anything else (400, 403, 426, 501)
+  std::uint64_t bad_upstream_switch = 0; // the upstream's 101 did not check out (502)
+  std::uint64_t policy_closes = 0;       // sessions the gateway failed (1002, 1007, 1009)
+};
+
 // TLS contexts built once at start and shared read-only by every worker.
 struct TlsContexts {
   std::vector<const net::TlsServerContext*> listeners;  // per listener; nullptr: plain TCP
@@ -52,6 +62,7 @@ class Worker {
   UpstreamPool& pool(std::size_t i) noexcept { return *pools_[i]; }
   AccessLog& access_log() noexcept { return access_log_; }
   ws::MaskKeySource& mask_keys() noexcept { return mask_keys_; }
+  WsCounters& ws_counters() noexcept { return ws_counters_; }
   // Where a WebSocket relay puts frames it parses but sends nowhere (after
   // the receiving side is closed); cleared after each use.
   net::OutBatch& discard_batch() noexcept { return discard_; }
@@ -85,6 +96,7 @@ class Worker {
   uv_timer_t flush_timer_{};
   AccessLog access_log_;
   ws::MaskKeySource mask_keys_;  // for every frame this worker sends upstream
+  WsCounters ws_counters_;
   net::OutBatch discard_;
   Session* sessions_ = nullptr;
   std::size_t session_count_ = 0;
