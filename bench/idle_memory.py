@@ -152,17 +152,32 @@ def open_fds(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def settled_rss(pid, seconds=1.0):
-    """VmRSS once it has stopped moving (at most a few seconds)."""
+def settled(read, seconds=1.0):
+    """read() (a VmRSS) once it has stopped moving (at most a few seconds)."""
     time.sleep(seconds)
-    last = rss_kib(pid)
+    last = read()
     for _ in range(10):
         time.sleep(0.3)
-        now = rss_kib(pid)
+        now = read()
         if now == last:
             return now
         last = now
     return last
+
+
+def wait_port(name, port, end, check):
+    """Returns once 127.0.0.1:PORT accepts a connection. check() runs before
+    each try and raises Failure when the server NAME is gone; Failure too once
+    time.monotonic() passes end, which the callers set at most 10 s ahead."""
+    while True:
+        check()
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            if time.monotonic() > end:
+                raise Failure(f"{name} did not listen on 127.0.0.1:{port} within 10 s")
+            time.sleep(0.1)
 
 
 class Sluice:
@@ -177,16 +192,11 @@ class Sluice:
                                      stderr=subprocess.STDOUT, preexec_fn=limits, cwd=workdir)
         deadline = time.monotonic() + 10
         for port in ports:
-            while True:
-                if self.proc.poll() is not None:
-                    raise Failure(f"sluice exited with {self.proc.returncode}:\n{self.tail()}")
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise Failure(f"sluice did not listen on 127.0.0.1:{port} within 10 s")
-                    time.sleep(0.1)
+            wait_port("sluice", port, deadline, self.check_running)
+
+    def check_running(self):
+        if self.proc.poll() is not None:
+            raise Failure(f"sluice exited with {self.proc.returncode}:\n{self.tail()}")
 
     def tail(self):
         with open(self.log_path, "rb") as f:
@@ -320,7 +330,7 @@ def measure(phase, args, workdir, config_path, nofile, ports, port, deadline):
             raise Failure(f"{phase['name']}: opening the baseline connections failed: {errors[:1]}")
         time.sleep(1.0)
         fds_before = open_fds(sluice.proc.pid)
-        before = settled_rss(sluice.proc.pid)
+        before = settled(lambda: rss_kib(sluice.proc.pid))
         t0 = time.monotonic()
         measured, errors = open_many(args.connections, port, ctx, args.threads, deadline, phase["request"])
         socks.extend(measured)
@@ -334,7 +344,7 @@ def measure(phase, args, workdir, config_path, nofile, ports, port, deadline):
             wait_until = min(deadline, time.monotonic() + 15)
             while open_fds(sluice.proc.pid) - fds_before < args.connections and time.monotonic() < wait_until:
                 time.sleep(0.2)
-        after = settled_rss(sluice.proc.pid)
+        after = settled(lambda: rss_kib(sluice.proc.pid))
         fds_after = open_fds(sluice.proc.pid)
         if not sluice.alive():
             raise Failure(f"sluice died:\n{sluice.tail()}")

@@ -59,16 +59,7 @@ check_whole "BENCH_DURATION=$duration" "BENCH_CONNECTIONS=$connections" \
 [ "$runs" -ge 1 ] || die "BENCH_RUNS must be at least 1"
 [ "$threads" -ge 1 ] || die "BENCH_THREADS must be at least 1"
 [ "$connections" -ge "$threads" ] || die "BENCH_CONNECTIONS must be at least BENCH_THREADS"
-[ -n "$targets" ] || die "BENCH_TARGETS is empty"
-for t in $targets; do
-  case $t in
-    direct | nginx | sluice) ;;
-    *) die "BENCH_TARGETS: unknown target '$t' (known: direct nginx sluice)" ;;
-  esac
-done
-wants() {
-  case " $targets " in *" $1 "*) return 0 ;; *) return 1 ;; esac
-}
+check_targets
 
 [ -x "$nginx_bin" ] || die "nginx not found (install nginx-light: sh scripts/install-deps.sh --bench)"
 command -v "$wrk_bin" >/dev/null 2>&1 || die "wrk not found (install it: sh scripts/install-deps.sh --bench)"
@@ -78,10 +69,7 @@ done
 if wants sluice; then
   [ -x "$sluice_bin" ] || die "$sluice_bin: no Sluice binary (build it with make build, or set SLUICE_BIN; BENCH_TARGETS='direct nginx' skips it)"
 fi
-for cpu in "$proxy_cpu" "$load_cpu"; do
-  taskset -c "$cpu" true 2>/dev/null || die "cannot pin to CPU $cpu (this machine has $(nproc) CPUs; set BENCH_PROXY_CPU / BENCH_LOAD_CPU)"
-done
-[ "$proxy_cpu" != "$load_cpu" ] || say "warning: the proxy and the load share CPU $proxy_cpu"
+check_cpus proxy
 
 # --- temp dir, servers, cleanup ----------------------------------------------
 
@@ -106,23 +94,17 @@ started_at=$(date -u '+%Y-%m-%d %H:%M:%S UTC')
 
 mkdir "$tmp/backend"
 fill nginx-backend.conf.in "$tmp/backend/nginx.conf" "$tmp/backend" "$backend_port"
-start backend "$load_cpu" "$nginx_bin" -p "$tmp/backend" -e "$tmp/backend/error.log" -c "$tmp/backend/nginx.conf"
-backend_pid=$started
-wait_ready backend "$backend_pid" "$backend_port"
+serve_nginx backend "$load_cpu" "$backend_port"
 
 if wants nginx; then
   mkdir "$tmp/nginx"
   fill nginx-proxy.conf.in "$tmp/nginx/nginx.conf" "$tmp/nginx" "$nginx_port"
-  start nginx "$proxy_cpu" "$nginx_bin" -p "$tmp/nginx" -e "$tmp/nginx/error.log" -c "$tmp/nginx/nginx.conf"
-  nginx_pid=$started
-  wait_ready nginx "$nginx_pid" "$nginx_port"
+  serve_nginx nginx "$proxy_cpu" "$nginx_port"
 fi
 
 if wants sluice; then
   fill sluice.toml.in "$tmp/sluice.toml" "$tmp" "$sluice_port"
-  start sluice "$proxy_cpu" "$sluice_bin" -c "$tmp/sluice.toml"
-  sluice_pid=$started
-  wait_ready sluice "$sluice_pid" "$sluice_port"
+  serve sluice "$proxy_cpu" "$sluice_port" "$sluice_bin" -c "$tmp/sluice.toml"
 fi
 
 expected_body="Hello from the Sluice bench backend"
@@ -269,30 +251,22 @@ report="$tmp/RESULTS.md"
   echo
   echo "## Command"
   echo
-  echo '```sh'
-  echo "$env_line"
-  echo '```'
+  sh_block "$env_line"
   echo
   echo "which runs, for each target and run:"
   echo
-  echo '```sh'
-  echo "$wrk_cmd"
-  echo '```'
+  sh_block "$wrk_cmd"
   echo
   echo "with the servers started as"
   echo
-  echo '```sh'
-  echo "# the backend"
-  echo "taskset -c $load_cpu nginx -p TMP/backend -c TMP/backend/nginx.conf"
+  set -- "# the backend" "taskset -c $load_cpu nginx -p TMP/backend -c TMP/backend/nginx.conf"
   if wants nginx; then
-    echo "# nginx under test"
-    echo "taskset -c $proxy_cpu nginx -p TMP/nginx -c TMP/nginx/nginx.conf"
+    set -- "$@" "# nginx under test" "taskset -c $proxy_cpu nginx -p TMP/nginx -c TMP/nginx/nginx.conf"
   fi
   if wants sluice; then
-    echo "# Sluice under test"
-    echo "taskset -c $proxy_cpu ${SLUICE_BIN:-build/sluice} -c TMP/sluice.toml"
+    set -- "$@" "# Sluice under test" "taskset -c $proxy_cpu ${SLUICE_BIN:-build/sluice} -c TMP/sluice.toml"
   fi
-  echo '```'
+  sh_block "$@"
   echo
   echo "TMP is the run's mktemp -d directory; the configs there are the bench/*.in templates with the ports filled in."
   echo

@@ -88,10 +88,7 @@ for tool in taskset timeout curl getconf "$python"; do
   command -v "$tool" >/dev/null 2>&1 || die "$tool not found"
 done
 [ -x "$sluice_bin" ] || die "$sluice_bin: no Sluice binary (build it with make build, or set SLUICE_BIN)"
-for cpu in "$proxy_cpu" "$load_cpu"; do
-  taskset -c "$cpu" true 2>/dev/null || die "cannot pin to CPU $cpu (this machine has $(nproc) CPUs; set BENCH_PROXY_CPU / BENCH_LOAD_CPU)"
-done
-[ "$proxy_cpu" != "$load_cpu" ] || say "warning: the proxy and the load share CPU $proxy_cpu"
+check_cpus proxy
 clk_tck=$(getconf CLK_TCK)
 
 # --- temp dir, certificate, servers ---------------------------------------------
@@ -121,19 +118,13 @@ started_at=$(date -u '+%Y-%m-%d %H:%M:%S UTC')
 
 mkdir "$tmp/backend" "$tmp/nginx" "$tmp/probe"
 fill nginx-backend.conf.in "$tmp/backend/nginx.conf" "$tmp/backend" "$backend_port"
-start backend "$load_cpu" "$nginx_bin" -p "$tmp/backend" -e "$tmp/backend/error.log" -c "$tmp/backend/nginx.conf"
-backend_pid=$started
-wait_ready backend "$backend_pid" "$backend_port"
+serve_nginx backend "$load_cpu" "$backend_port"
 
 fill nginx-tls-proxy.conf.in "$tmp/nginx/nginx.conf" "$tmp/nginx" "$nginx_port"
-start nginx "$proxy_cpu" "$nginx_bin" -p "$tmp/nginx" -e "$tmp/nginx/error.log" -c "$tmp/nginx/nginx.conf"
-nginx_pid=$started
-wait_ready nginx "$nginx_pid" "$nginx_port"
+serve_nginx nginx "$proxy_cpu" "$nginx_port"
 
 fill sluice-tls.toml.in "$tmp/sluice.toml" "$tmp" "$sluice_port"
-start sluice "$proxy_cpu" "$sluice_bin" -c "$tmp/sluice.toml"
-sluice_pid=$started
-wait_ready sluice "$sluice_pid" "$sluice_port"
+serve sluice "$proxy_cpu" "$sluice_port" "$sluice_bin" -c "$tmp/sluice.toml"
 
 expected_body="Hello from the Sluice bench backend"
 for t in $targets; do
@@ -188,13 +179,12 @@ done
 
 # For the record: does wrk resume when the server allows it?
 fill nginx-tls-resume.conf.in "$tmp/probe/nginx.conf" "$tmp/probe" "$probe_port"
-start probe "$load_cpu" "$nginx_bin" -p "$tmp/probe" -e "$tmp/probe/error.log" -c "$tmp/probe/nginx.conf"
-probe_pid=$started
-wait_ready probe "$probe_pid" "$probe_port"
+serve_nginx probe "$load_cpu" "$probe_port"
 : >"$tmp/probe/access.log"
 timeout --foreground -k 5 30 taskset -c "$load_cpu" "$wrk_bin" -t1 -c10 -d2s \
   -H 'Connection: close' "https://127.0.0.1:$probe_port/" >"$tmp/probe.wrk" 2>&1 ||
   { cat "$tmp/probe.wrk" >&2; die "the resumption probe's wrk run failed"; }
+# shellcheck disable=SC2154  # probe_pid: set by serve_nginx
 kill -TERM "$probe_pid" 2>/dev/null || true
 probe_total=$(grep -c . "$tmp/probe/access.log" || true)
 probe_reused=$(grep -c '^r$' "$tmp/probe/access.log" || true)
@@ -202,18 +192,11 @@ say "resumption probe: wrk with Connection: close resumed $probe_reused of $prob
 
 # --- measuring --------------------------------------------------------------
 
-# cpu_busy CPU: "BUSY TOTAL" jiffies of one CPU so far, from /proc/stat.
-cpu_busy() {
-  awk -v c="cpu$1" '$1 == c { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat
-}
-
 # measure TEST TARGET SECONDS OUT: one wrk run; appends to OUT wrk's output and
 # then a line "cpu PROXY_PERCENT LOAD_CPU_BUSY_PERCENT".
 measure() {
   eval "port=\$${2}_port pid=\$${2}_pid"
-  ticks0=$(cpu_ticks "$pid")
-  busy0=$(cpu_busy "$load_cpu")
-  t0=$(date +%s.%N)
+  cpu_start "$pid"
   # --foreground keeps wrk in our process group, so Ctrl-C reaches it at once.
   if [ "$1" = handshake ]; then
     set -- "$@" -H "Connection: close"
@@ -221,15 +204,9 @@ measure() {
   timeout --foreground -k 5 $(( $3 + 30 )) taskset -c "$load_cpu" \
     "$wrk_bin" -t"$threads" -c"$connections" -d"$3"s --latency ${5+"$5"} ${6+"$6"} \
     "https://127.0.0.1:$port/" >"$4" 2>&1 || { cat "$4" >&2; die "$2: wrk failed or timed out"; }
-  t1=$(date +%s.%N)
-  ticks1=$(cpu_ticks "$pid")
-  busy1=$(cpu_busy "$load_cpu")
+  cpu_line=$(cpu_since)
   alive "$pid" || { tail -n 20 "$tmp/$2.log" >&2; die "$2 died during the run"; }
-  awk -v t0="$t0" -v t1="$t1" -v k0="$ticks0" -v k1="$ticks1" -v hz="$clk_tck" \
-      -v b0="$busy0" -v b1="$busy1" 'BEGIN {
-    split(b0, a, " "); split(b1, b, " ")
-    load = (b[2] > a[2]) ? 100 * (b[1] - a[1]) / (b[2] - a[2]) : 0
-    printf "cpu %.1f %.1f\n", 100 * (k1 - k0) / hz / (t1 - t0), load }' >>"$4"
+  echo "$cpu_line" >>"$4"
 }
 
 # wrk output + cpu line -> "RPS P99_MS ERRORS PROXY_CPU% LOAD_CPU%"
@@ -241,32 +218,13 @@ parse_run() {
 }
 
 estimate=$(( 2 * 2 * (warmup + runs * duration) ))
+# say_run TEST TARGET REP RPS P99_MS ERRORS PROXY_CPU% LOAD_CPU%
+say_run() {
+  say "$2 $1 run $3/$runs: $4 req/s, p99 $5 ms, errors $6, proxy CPU $7%, CPU $load_cpu busy $8%"
+}
+
 say "ports: backend $backend_port, nginx $nginx_port, sluice $sluice_port; about ${estimate}s of load follows"
-
-if [ "$warmup" -gt 0 ]; then
-  for test in $tests; do
-    for t in $targets; do
-      say "$t $test: warm-up ${warmup}s"
-      measure "$test" "$t" "$warmup" "$tmp/warmup.out"
-    done
-  done
-fi
-
-rep=1
-while [ "$rep" -le "$runs" ]; do
-  for test in $tests; do
-    for t in $targets; do
-      out="$tmp/wrk.$test.$t.$rep"
-      measure "$test" "$t" "$duration" "$out"
-      line=$(parse_run "$out") || { cat "$out" >&2; die "$t $test: could not read wrk's output"; }
-      echo "$line" >>"$tmp/results.$test.$t"
-      # shellcheck disable=SC2086  # split into its fields
-      set -- $line
-      say "$t $test run $rep/$runs: $1 req/s, p99 $2 ms, errors $3, proxy CPU $4%, CPU $load_cpu busy $5%"
-    done
-  done
-  rep=$((rep + 1))
-done
+measure_all wrk
 
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -276,23 +234,6 @@ nginx_version=$("$nginx_bin" -v 2>&1 | sed 's/^nginx version: //')
 wrk_version=$("$wrk_bin" -v 2>&1 | head -n 1 | sed 's/ *Copyright.*//')
 openssl_version=$("$openssl_bin" version)
 sluice_version=$(sluice_version "$sluice_bin")
-
-# col TEST TARGET N: the median of field N over the runs.
-col() {
-  cut -d' ' -f"$3" "$tmp/results.$1.$2" | median
-}
-per_run() {
-  cut -d' ' -f1 "$tmp/results.$1.$2" | awk '{ printf "%s%.0f", (NR > 1 ? ", " : ""), $1 }'
-}
-errors() {
-  awk '{ s += $3 } END { print s + 0 }' "$tmp/results.$1.$2"
-}
-label() {
-  case $1 in
-    nginx) echo "nginx ${nginx_version#nginx/}" ;;
-    sluice) echo "Sluice" ;;
-  esac
-}
 
 # table TEST: the Markdown table of TEST's results; sets TEST_TARGET_{rps,p99,cpu,us,load,errors}.
 table() {
@@ -310,14 +251,14 @@ table() {
     lcpu=$(col "$1" "$t" 5)
     # CPU time per operation, per run: percent of a CPU / rate.
     us=$(awk '{ printf "%.1f\n", ($1 > 0) ? $4 / 100 / $1 * 1e6 : 0 }' "$tmp/results.$1.$t" | median)
-    errs=$(errors "$1" "$t")
+    errs=$(total "$1" "$t" 3)
     eval "${1}_${t}_rps=\$rps ${1}_${t}_p99=\$p99 ${1}_${t}_cpu=\$pcpu ${1}_${t}_us=\$us ${1}_${t}_load=\$lcpu ${1}_${t}_errors=\$errs"
     if [ "$1" = handshake ]; then
       printf '| %s | %.0f | %s | %.0f%% | %.0f µs | %.0f%% | %d |\n' "$(label "$t")" "$rps" \
-        "$(per_run "$1" "$t")" "$pcpu" "$us" "$lcpu" "$errs"
+        "$(per_run "$1" "$t" 1)" "$pcpu" "$us" "$lcpu" "$errs"
     else
       printf '| %s | %.0f | %.2f ms | %s | %.0f%% | %.1f µs | %.0f%% | %d |\n' "$(label "$t")" "$rps" "$p99" \
-        "$(per_run "$1" "$t")" "$pcpu" "$us" "$lcpu" "$errs"
+        "$(per_run "$1" "$t" 1)" "$pcpu" "$us" "$lcpu" "$errs"
     fi
   done
 }
@@ -325,33 +266,6 @@ hs_table="$tmp/hs.md"
 ka_table="$tmp/ka.md"
 table handshake >"$hs_table"
 table keepalive >"$ka_table"
-
-# range TEST TARGET: "MIN MAX" of the requests/s over the runs.
-range() {
-  cut -d' ' -f1 "$tmp/results.$1.$2" | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { print lo, hi }'
-}
-
-# verdict WHAT TEST ERRORS UNIT: "met"/"not met" sentence for higher-is-better figures.
-verdict() {
-  eval "s=\$${2}_sluice_rps n=\$${2}_nginx_rps"
-  # shellcheck disable=SC2154  # s, n: set by the eval above
-  ratio=$(awk -v s="$s" -v n="$n" 'BEGIN { printf "%.1f", 100 * s / n }')
-  figures=$(printf 'Sluice %.0f %s, nginx %.0f %s (Sluice at %s%% of nginx)' "$s" "$4" "$n" "$4" "$ratio")
-  if [ "$3" -gt 0 ]; then
-    printf '%s' "**$1: target not met**: Sluice's runs had $3 errors; $figures."
-  elif awk -v s="$s" -v n="$n" 'BEGIN { exit !(s >= n) }'; then
-    printf '%s' "**$1: target met**: Sluice's median is at or above nginx's; $figures."
-  else
-    printf '%s' "**$1: target not met**: Sluice's median is below nginx's; $figures."
-  fi
-  range "$2" sluice >"$tmp/range.s"
-  range "$2" nginx >"$tmp/range.n"
-  awk 'NR == FNR { slo = $1; shi = $2; next } { nlo = $1; nhi = $2 } END {
-    if (slo <= nhi && nlo <= shi)
-      printf " The per-run figures overlap (Sluice %.0f to %.0f, nginx %.0f to %.0f): the difference is within the run-to-run spread.", slo, shi, nlo, nhi
-  }' "$tmp/range.s" "$tmp/range.n"
-  echo
-}
 
 # cost TEST NOUN: what limited the runs, and the proxies' CPU time per NOUN.
 cost() {
@@ -371,11 +285,11 @@ cost() {
 
 # shellcheck disable=SC2154  # handshake_*, keepalive_*: set by table
 {
-  verdict "Handshakes/s" handshake "$handshake_sluice_errors" "handshakes/s"
+  verdict "Handshakes/s" handshake 1 rps 1 "handshakes/s"
   echo
   cost handshake handshake
   echo
-  verdict "Keep-alive requests/s over TLS" keepalive "$keepalive_sluice_errors" "req/s"
+  verdict "Keep-alive requests/s over TLS" keepalive 1 rps 1 "req/s"
   echo
   echo "p99 latency over TLS: Sluice $(printf '%.2f' "$keepalive_sluice_p99") ms, nginx $(printf '%.2f' "$keepalive_nginx_p99") ms."
   echo
@@ -425,9 +339,7 @@ section="$tmp/section.md"
   echo
   echo "### Machine"
   echo
-  echo "- CPUs (nproc): $(nproc); CPU model: $(cpu_model); kernel: $(uname -sr)"
-  echo "- Load average (1/5/15 min) before: $load_before; after: $load_after"
-  if [ -n "${BENCH_NOTE:-}" ]; then echo "- Note: $BENCH_NOTE"; fi
+  machine_lines
   echo "- Versions: $nginx_version; $wrk_version; $openssl_version; $sluice_version"
   echo
   echo "### Setup"
@@ -442,18 +354,14 @@ section="$tmp/section.md"
   echo
   echo "### Command"
   echo
-  echo '```sh'
-  echo "SLUICE_BIN=${SLUICE_BIN:-build/sluice} BENCH_DURATION=$duration BENCH_CONNECTIONS=$connections BENCH_THREADS=$threads BENCH_RUNS=$runs BENCH_WARMUP=$warmup BENCH_PROXY_CPU=$proxy_cpu BENCH_LOAD_CPU=$load_cpu sh bench/tls.sh"
-  echo '```'
+  sh_block "SLUICE_BIN=${SLUICE_BIN:-build/sluice} BENCH_DURATION=$duration BENCH_CONNECTIONS=$connections BENCH_THREADS=$threads BENCH_RUNS=$runs BENCH_WARMUP=$warmup BENCH_PROXY_CPU=$proxy_cpu BENCH_LOAD_CPU=$load_cpu sh bench/tls.sh"
   echo
   echo "which runs, for each proxy and run:"
   echo
-  echo '```sh'
-  echo "# handshakes"
-  echo "taskset -c $load_cpu wrk -t$threads -c$connections -d${duration}s --latency -H 'Connection: close' https://127.0.0.1:PORT/"
-  echo "# keep-alive"
-  echo "taskset -c $load_cpu wrk -t$threads -c$connections -d${duration}s --latency https://127.0.0.1:PORT/"
-  echo '```'
+  sh_block "# handshakes" \
+    "taskset -c $load_cpu wrk -t$threads -c$connections -d${duration}s --latency -H 'Connection: close' https://127.0.0.1:PORT/" \
+    "# keep-alive" \
+    "taskset -c $load_cpu wrk -t$threads -c$connections -d${duration}s --latency https://127.0.0.1:PORT/"
 } >"$section"
 
 mkdir -p "$(dirname "$results")"
