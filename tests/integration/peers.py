@@ -1,5 +1,6 @@
 """Peers for sluice to talk to: a controllable Python origin server
-(Backend), a port where connects time out (Blackhole), and a real nginx.
+(Backend, on ThreadedServer, which wspeers.RawWsUpstream shares), a port
+where connects time out (Blackhole), and a real nginx.
 
 Backend threads record everything they receive and misbehave on demand;
 every wait is bounded and stop() releases anything a handler is holding, so
@@ -8,7 +9,6 @@ a teardown never hangs.
 
 import os
 import re
-import select
 import signal
 import socket
 import struct
@@ -23,6 +23,7 @@ from httpwire import (IO_TIMEOUT, LOOPBACK, ConnectionClosed, Headers, ProtocolE
 NGINX_BIN = "/usr/sbin/nginx"
 NGINX_ECHO_MODULE = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
 BODY_CAP = 1 << 20         # bytes of a request body kept (the hash covers all)
+ACCEPT_POLL = 0.1          # how often an accept loop looks at its stop flag
 
 
 # ---------------------------------------------------------------------------
@@ -53,15 +54,44 @@ class BackendRequest:
             self.headers.items)
 
 
-class BackendConn:
-    def __init__(self, backend, sock, cid):
-        self.backend = backend
+class ServerConn:
+    """One connection a ThreadedServer accepted. close() and reset() each
+    take effect once, whichever comes first."""
+
+    def __init__(self, sock, cid):
         self.sock = sock
         self.id = cid
-        self.stream = Stream(sock)
-        self.requests = []
         self.closed = False
         self.errors = []
+
+    def close(self):
+        if not self.closed:
+            self.closed = True
+            self._close_socket()
+
+    def reset(self):
+        """Closes with RST (SO_LINGER 0)."""
+        if not self.closed:
+            self.closed = True
+            try:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:
+                pass
+            self._close_socket()
+
+    def _close_socket(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class BackendConn(ServerConn):
+    def __init__(self, backend, sock, cid):
+        super().__init__(sock, cid)
+        self.backend = backend
+        self.stream = Stream(sock)
+        self.requests = []
 
     @property
     def raw(self):
@@ -75,22 +105,6 @@ class BackendConn:
         except OSError:
             return False
 
-    def close(self):
-        if not self.closed:
-            self.closed = True
-            try:
-                self.sock.close()
-            except OSError:
-                pass
-
-    def reset(self):
-        """Closes with RST (SO_LINGER 0)."""
-        if not self.closed:
-            try:
-                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            except OSError:
-                pass
-            self.close()
 
 
 def send_response(conn, status=200, body=b"", headers=(), reason=None, chunked=False,
@@ -133,42 +147,31 @@ def default_handler(backend, conn, req):
     send_response(conn, 200, body, headers, head_only=req.method == "HEAD")
 
 
-class Backend:
-    """A threaded HTTP/1.1 origin on 127.0.0.1:<ephemeral port>.
+class ThreadedServer:
+    """A listening socket on 127.0.0.1:<ephemeral port> with one thread per
+    accepted connection: the scaffolding Backend and wspeers.RawWsUpstream
+    share. The port is bound at construction and listens from start().
 
-    The port is bound at construction but only listens after start(), so an
-    unstarted Backend is a port that refuses connections (and can later start
-    listening to show whether anyone still tries it).
-
-    `handler(backend, conn, req)` answers each complete request; it may send
-    anything, reset or close `conn`, or wait on an Event via `backend.hold`.
-    Requests are recorded in `requests` (all) and `conn.requests`.
+    A subclass gives `_make_conn(sock, cid)`, which sets the socket up and
+    returns the connection (a ServerConn), and
+    `_serve(conn)`, which runs on that connection's own thread. stop() sets
+    `closing`, shuts every connection down both ways (which wakes a thread
+    blocked in recv or send) and joins every thread, each for at most 5 s.
     """
 
-    def __init__(self, name="backend", handler=None, auto_continue=True):
+    def __init__(self, name):
         self.name = name
-        self.handler = handler or default_handler
-        self.auto_continue = auto_continue
         self.listen_sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.listen_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listen_sock.bind((LOOPBACK, 0))
+        self.listen_sock.settimeout(ACCEPT_POLL)
         self.port = self.listen_sock.getsockname()[1]
         self.addr = "%s:%d" % (LOOPBACK, self.port)
         self.cond = threading.Condition()
         self.conns = []
-        self.requests = []
-        self.heads = []              # every request head seen, complete or not
         self.closing = threading.Event()
-        self.request_started = threading.Event()   # set on the first head
         self.threads = []
         self.started = False
-        # Request-body flow control for backpressure tests: once a body has
-        # `pause_body_at` bytes read, reading waits for `resume_body`.
-        self.pause_body_at = None
-        self.resume_body = threading.Event()
-        self.body_progress = 0
-
-    # -- life cycle
 
     def start(self):
         if self.started:
@@ -181,8 +184,8 @@ class Backend:
         return self
 
     def stop(self):
+        """Returns the connections it shut down, for a subclass to finish."""
         self.closing.set()
-        self.resume_body.set()
         try:
             self.listen_sock.close()
         except OSError:
@@ -194,9 +197,79 @@ class Backend:
                 c.sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-            c.close()
-        for t in self.threads:
+        for t in self.threads:      # a list: threads appended meanwhile are joined too
             t.join(timeout=5)
+        return conns
+
+    @property
+    def conn_count(self):
+        with self.cond:
+            return len(self.conns)
+
+    def wait_conns(self, n, timeout=IO_TIMEOUT):
+        with self.cond:
+            if not self.cond.wait_for(lambda: len(self.conns) >= n, timeout):
+                raise AssertionError("%s: expected %d connections, got %d" % (
+                    self.name, n, len(self.conns)))
+            return list(self.conns)
+
+    def _accept_loop(self):
+        cid = 0
+        while not self.closing.is_set():
+            try:
+                sock, _ = self.listen_sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:         # closed by stop()
+                return
+            conn = self._make_conn(sock, cid)
+            cid += 1
+            t = threading.Thread(target=self._serve, args=(conn,), daemon=True,
+                                 name="%s-conn%d" % (self.name, conn.id))
+            with self.cond:
+                self.conns.append(conn)
+                self.threads.append(t)
+                self.cond.notify_all()
+            t.start()
+
+    def _make_conn(self, sock, cid):
+        raise NotImplementedError
+
+    def _serve(self, conn):
+        raise NotImplementedError
+
+
+class Backend(ThreadedServer):
+    """A threaded HTTP/1.1 origin on 127.0.0.1:<ephemeral port>.
+
+    The port is bound at construction but only listens after start(), so an
+    unstarted Backend is a port that refuses connections (and can later start
+    listening to show whether anyone still tries it).
+
+    `handler(backend, conn, req)` answers each complete request; it may send
+    anything, reset or close `conn`, or wait on an Event via `backend.hold`.
+    Requests are recorded in `requests` (all) and `conn.requests`.
+    """
+
+    def __init__(self, name="backend", handler=None, auto_continue=True):
+        super().__init__(name)
+        self.handler = handler or default_handler
+        self.auto_continue = auto_continue
+        self.requests = []
+        self.heads = []              # every request head seen, complete or not
+        self.request_started = threading.Event()   # set on the first head
+        # Request-body flow control for backpressure tests: once a body has
+        # `pause_body_at` bytes read, reading waits for `resume_body`.
+        self.pause_body_at = None
+        self.resume_body = threading.Event()
+        self.body_progress = 0
+
+    # -- life cycle
+
+    def stop(self):
+        self.resume_body.set()
+        for c in super().stop():
+            c.close()
 
     def hold(self, event, timeout=60):
         """Waits for `event`, or for the backend to stop (teardown never hangs)."""
@@ -218,19 +291,6 @@ class Backend:
                     self.name, n, len(self.requests), self.requests))
             return list(self.requests)
 
-    def wait_conns(self, n, timeout=IO_TIMEOUT):
-        with self.cond:
-            ok = self.cond.wait_for(lambda: len(self.conns) >= n, timeout)
-            if not ok:
-                raise AssertionError("%s: expected %d connections, got %d" % (
-                    self.name, n, len(self.conns)))
-            return list(self.conns)
-
-    @property
-    def conn_count(self):
-        with self.cond:
-            return len(self.conns)
-
     @property
     def request_count(self):
         with self.cond:
@@ -247,29 +307,9 @@ class Backend:
 
     # -- serving
 
-    def _accept_loop(self):
-        next_id = 0
-        while not self.closing.is_set():
-            try:
-                r, _, _ = select.select([self.listen_sock], [], [], 0.1)
-            except (OSError, ValueError):
-                return
-            if not r:
-                continue
-            try:
-                sock, _ = self.listen_sock.accept()
-            except OSError:
-                return
-            sock.settimeout(30.0)
-            conn = BackendConn(self, sock, next_id)
-            next_id += 1
-            with self.cond:
-                self.conns.append(conn)
-                self.cond.notify_all()
-            t = threading.Thread(target=self._serve, args=(conn,), daemon=True,
-                                 name="%s-conn%d" % (self.name, conn.id))
-            t.start()
-            self.threads.append(t)
+    def _make_conn(self, sock, cid):
+        sock.settimeout(30.0)
+        return BackendConn(self, sock, cid)
 
     def _serve(self, conn):
         try:
@@ -368,6 +408,20 @@ class Blackhole:
             s.close()
         self.sock.close()
 
+
+
+# ---------------------------------------------------------------------------
+# peers that are processes
+
+def stop_process(proc, grace):
+    """SIGTERM, and SIGKILL if it has not exited `grace` seconds later."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 # ---------------------------------------------------------------------------
@@ -484,15 +538,10 @@ http {
         raise AssertionError("nginx did not listen on %d:\n%s" % (self.port, self.error_text()))
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        if self.proc and self.proc.stderr:
-            self.proc.stderr.close()
+        if self.proc:
+            stop_process(self.proc, 10)
+            if self.proc.stderr:
+                self.proc.stderr.close()
 
     def error_text(self):
         try:

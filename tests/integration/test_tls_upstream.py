@@ -23,16 +23,15 @@ per run with the openssl CLI (tlsutil.UpstreamPki, tlsutil.OcspPki).
 """
 
 import os
-import shutil
 import sys
-import tempfile
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import SLOW, SluiceTestCase, base_config, route, sha256, upstream  # noqa: E402
 from peers import Nginx  # noqa: E402
-from tlsutil import OcspPki, TlsSluice, UpstreamPki, s_client, tls_table  # noqa: E402
+from tlsutil import (OcspPki, TlsSluice, UpstreamPki, cleanup_shared_pki,  # noqa: E402
+                     s_client, shared_pki, tls_table)
 
 API_NAME = UpstreamPki.API_NAME
 WRONG_NAME = "other.internal"
@@ -41,22 +40,7 @@ UPSTREAM_CONNECT = 5.0     # [timeouts] upstream_connect in the plain-upstream t
 FAIL_FAST = 3.0            # ... and how soon its 502 must come
 TLS_PROTOCOLS = ("TLSv1.2", "TLSv1.3")
 
-_shared = {}
-
-
-def shared_pki(kind):
-    """One PKI of each kind per run: key generation is the slow part."""
-    if "dir" not in _shared:
-        _shared["dir"] = tempfile.mkdtemp(prefix="sluice-tlsup-pki-")
-    if kind not in _shared:
-        _shared[kind] = {"upstream": UpstreamPki, "ocsp": OcspPki}[kind](
-            os.path.join(_shared["dir"], kind))
-    return _shared[kind]
-
-
-def tearDownModule():
-    if "dir" in _shared:
-        shutil.rmtree(_shared["dir"], True)
+tearDownModule = cleanup_shared_pki
 
 
 class UpstreamTlsCase(SluiceTestCase):

@@ -31,7 +31,7 @@ from harness import (SLOW, RssMonitor, route, rss_kib, sha256, upstream,  # noqa
 from wscase import (CLOSE_WAIT, ORIGIN, RawUpstreamCase, WsTestCase, run_async,  # noqa: E402
                     shape, ws_connect)
 from wsframes import BINARY, CONT, PING, PONG, TEXT, accept_for, encode_frame  # noqa: E402
-from wspeers import NodeChatServer, _aiter, fragments  # noqa: E402
+from wspeers import NodeScript, _aiter, fragments  # noqa: E402
 
 SIZES = (0, 1, 125, 126, 65535, 65536, 1 << 20)
 BIG = 16 << 20
@@ -125,7 +125,7 @@ class Echo(WsTestCase):
 class Chat(WsTestCase):
 
     def test_broadcast_reaches_every_client_in_order_per_sender(self):
-        chat = NodeChatServer()
+        chat = NodeScript("chat_server.js")
         self.addCleanup(chat.stop)
         chat.start()
         s = self.ws_sluice(chat, path_prefix="/")

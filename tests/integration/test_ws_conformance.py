@@ -17,90 +17,26 @@ fixed per case, so they are the same every run) and both outcomes.
 """
 
 import os
-import select
-import shutil
-import signal
-import subprocess
 import sys
-import threading
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import SLOW, SOURCE_DIR, SluiceTestCase, route, upstream  # noqa: E402
+from harness import SLOW, SluiceTestCase, route, upstream  # noqa: E402
 from ws_conformance_cases import all_cases  # noqa: E402
 from ws_conformance_client import HandshakeError, judge, run_case  # noqa: E402
+from wspeers import NodeScript  # noqa: E402
 
-NODE_BIN = shutil.which("node") or "/usr/bin/node"
-ECHO_SERVER = os.path.join(SOURCE_DIR, "tests", "node", "echo_server.js")
 START_TIMEOUT = 10.0
 RUN_BUDGET = 30.0          # seconds for one pass over every case (about 3 directly)
 RANK = {"OK": 0, "NON-STRICT": 1, "FAILED": 2}
-
-
-class NodeEchoServer:
-    """`node echo_server.js 0`: waits for its "listening PORT" line; stop()
-    sends SIGTERM and kills it if it lingers."""
-
-    def __init__(self):
-        self.proc = None
-        self.port = None
-        self.stderr = []
-
-    @property
-    def addr(self):
-        return "127.0.0.1:%d" % self.port
-
-    def start(self):
-        if not os.path.exists(os.path.join(SOURCE_DIR, "tests", "node", "node_modules", "ws")):
-            raise AssertionError("Node's ws is not installed in tests/node (make test-deps)")
-        self.proc = subprocess.Popen([NODE_BIN, ECHO_SERVER, "0"], stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     cwd=os.path.dirname(ECHO_SERVER))
-        threading.Thread(target=self._drain_stderr, daemon=True).start()
-        line = b""
-        deadline = time.monotonic() + START_TIMEOUT * SLOW
-        while not line.endswith(b"\n"):
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.proc.stdout], [], [], left)[0]:
-                self.stop()
-                raise AssertionError("echo server printed nothing in %.0fs: %s" % (
-                    START_TIMEOUT * SLOW, "\n".join(self.stderr)))
-            byte = os.read(self.proc.stdout.fileno(), 1)
-            if not byte:
-                self.stop()
-                raise AssertionError("echo server exited: %s" % "\n".join(self.stderr))
-            line += byte
-        words = line.split()
-        if len(words) != 2 or words[0] != b"listening":
-            self.stop()
-            raise AssertionError("echo server said %r" % line)
-        self.port = int(words[1])
-        return self
-
-    def _drain_stderr(self):
-        for line in iter(self.proc.stderr.readline, b""):
-            self.stderr.append(line.decode("utf-8", "replace").rstrip())
-
-    def stop(self):
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.proc.stdout.close()
-        self.proc.stderr.close()
 
 
 class Conformance(SluiceTestCase):
 
     def setUp(self):
         super().setUp()
-        self.echo = NodeEchoServer().start()
+        self.echo = NodeScript("echo_server.js").start(START_TIMEOUT * SLOW)
         self.addCleanup(self.echo.stop)
         self.cases = all_cases()
 

@@ -10,17 +10,16 @@ with no 101 and nothing relayed.
 """
 
 import os
-import shutil
 import ssl
 import sys
-import tempfile
 import unittest
 
 import websockets
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import LOOPBACK, SLOW, base_config, route, upstream  # noqa: E402
-from tlsutil import Pki, TlsSluice, UpstreamPki, tls_table  # noqa: E402
+from tlsutil import (Pki, TlsSluice, UpstreamPki, cleanup_shared_pki, shared_pki,  # noqa: E402
+                     tls_table)
 from wscase import CLOSE_WAIT, ORIGIN, WsTestCase, run_async  # noqa: E402
 
 WS_ROUTE = {"allow_missing_origin": True, "max_frame_bytes": "2MiB",
@@ -28,22 +27,7 @@ WS_ROUTE = {"allow_missing_origin": True, "max_frame_bytes": "2MiB",
 SIZES = (0, 125, 65536, 1 << 20)
 RUN_TIMEOUT = 30.0 * SLOW
 
-_shared = {}
-
-
-def shared_pki(kind):
-    """One PKI of each kind per run: key generation is the slow part."""
-    if "dir" not in _shared:
-        _shared["dir"] = tempfile.mkdtemp(prefix="sluice-wss-pki-")
-    if kind not in _shared:
-        _shared[kind] = {"site": Pki, "upstream": UpstreamPki}[kind](
-            os.path.join(_shared["dir"], kind))
-    return _shared[kind]
-
-
-def tearDownModule():
-    if "dir" in _shared:
-        shutil.rmtree(_shared["dir"], True)
+tearDownModule = cleanup_shared_pki
 
 
 async def echo_all(uri, **options):

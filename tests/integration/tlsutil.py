@@ -13,6 +13,7 @@ import shutil
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -274,6 +275,27 @@ class OcspPki(Pki):
         if staple:
             entry["ocsp_staple"] = self.resp_der
         return entry
+
+
+_PKI_KINDS = {"site": Pki, "upstream": UpstreamPki, "ocsp": OcspPki}
+_shared_pki = {}
+
+
+def shared_pki(kind):
+    """One PKI of each kind ("site", "upstream", "ocsp") per test process, in
+    one temp dir: key generation is the slow part. A module that uses it sets
+    `tearDownModule = cleanup_shared_pki`."""
+    if "dir" not in _shared_pki:
+        _shared_pki["dir"] = tempfile.mkdtemp(prefix="sluice-pki-")
+    if kind not in _shared_pki:
+        _shared_pki[kind] = _PKI_KINDS[kind](os.path.join(_shared_pki["dir"], kind))
+    return _shared_pki[kind]
+
+
+def cleanup_shared_pki():
+    if "dir" in _shared_pki:
+        shutil.rmtree(_shared_pki["dir"], True)
+    _shared_pki.clear()
 
 
 def cert_subject_cn(pem_text):

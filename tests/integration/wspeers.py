@@ -6,7 +6,8 @@
     closes, and can push data or drop its socket when told to.
   - WsEchoServer: python3-websockets (asyncio) echo server in a thread with
     its own event loop.
-  - NodeChatServer: tests/node/chat_server.js (Node's `ws`), a broadcast room.
+  - NodeScript: a Node `ws` peer from tests/node (chat_server.js, a
+    broadcast room; echo_server.js, the conformance test's echo server).
 
 Frames are built and read with wsframes.py; the client side is
 wsframes.WsClient. Every peer has `addr` ("127.0.0.1:port") for
@@ -18,7 +19,6 @@ import asyncio
 import os
 import shutil
 import socket
-import struct
 import subprocess
 import threading
 
@@ -26,13 +26,13 @@ import websockets
 
 from httpwire import (IO_TIMEOUT, LOOPBACK, ConnectionClosed, Headers, ProtocolError, Stream,
                       _read_head_lines, _split_header)
+from peers import ServerConn, ThreadedServer, stop_process
 from wsframes import (BINARY, CLOSE, PING, PONG, FrameReader, accept_for, close_payload,
                       encode_frame, parse_frame)
 
 NODE_BIN = shutil.which("node") or "/usr/bin/node"
-CHAT_SERVER_JS = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "node",
-                                              "chat_server.js"))
-POLL = 0.1                 # how often a peer thread looks at its stop flag
+NODE_DIR = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "node"))
+POLL = 0.1                 # how often a reader thread looks at its stop flag
 
 
 # ---------------------------------------------------------------------------
@@ -52,24 +52,21 @@ class UpstreamRequest:
         return "<UpstreamRequest %s %s %r>" % (self.method, self.target, self.headers.items)
 
 
-class UpstreamConn:
+class UpstreamConn(ServerConn):
     """One connection accepted by a RawWsUpstream. `frames` is every frame
     received after the handshake, in order; `eof` is set when the peer
     closed (or reset) the connection."""
 
     def __init__(self, upstream, sock, cid):
+        super().__init__(sock, cid)
         self.upstream = upstream
-        self.sock = sock
-        self.id = cid
         self.request = None
         self.frames = []
         self.eof = False
         self.sent_close = False
-        self.closed = False
         self.bytes_sent = 0
         self.send_lock = threading.Lock()
         self.push_thread = None
-        self.errors = []
         self.trailing = b""        # bytes after the last whole frame when the peer closed
 
     # -- sending
@@ -128,20 +125,7 @@ class UpstreamConn:
                 self.sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-            try:
-                self.sock.close()
-            except OSError:
-                pass
-
-    def reset(self):
-        """Closes with RST (SO_LINGER 0)."""
-        if not self.closed:
-            self.closed = True
-            try:
-                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                self.sock.close()
-            except OSError:
-                pass
+            self._close_socket()
 
     # -- observation
 
@@ -185,7 +169,7 @@ class UpstreamConn:
         return [f for f in self.snapshot() if f.is_data]
 
 
-class RawWsUpstream:
+class RawWsUpstream(ThreadedServer):
     """A WebSocket upstream on plain sockets, one thread per connection.
 
     The handshake answer is chosen at construction: `accept` True (the right
@@ -198,7 +182,7 @@ class RawWsUpstream:
 
     def __init__(self, name="raw", accept=True, protocol=None, status=101, body=b"",
                  after_101=b"", answer_pings=True, echo_close=True, sndbuf=None):
-        self.name = name
+        super().__init__(name)
         self.accept = accept
         self.protocol = protocol
         self.status = status
@@ -207,55 +191,13 @@ class RawWsUpstream:
         self.answer_pings = answer_pings
         self.echo_close = echo_close
         self.sndbuf = sndbuf
-        self.listen_sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.listen_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listen_sock.bind((LOOPBACK, 0))
-        self.listen_sock.settimeout(POLL)
-        self.port = self.listen_sock.getsockname()[1]
-        self.addr = "%s:%d" % (LOOPBACK, self.port)
-        self.cond = threading.Condition()
-        self.conns = []
-        self.closing = threading.Event()
-        self.threads = []
-
-    def start(self):
-        self.listen_sock.listen(64)
-        t = threading.Thread(target=self._accept_loop, daemon=True, name="accept-" + self.name)
-        t.start()
-        self.threads.append(t)
-        return self
 
     def stop(self):
-        self.closing.set()
-        try:
-            self.listen_sock.close()
-        except OSError:
-            pass
-        with self.cond:
-            conns = list(self.conns)
-        for c in conns:
-            try:
-                c.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        for t in list(self.threads):
-            t.join(5)
-        for c in conns:
+        """A pushing thread sees the stop flag and ends before its socket closes."""
+        for c in super().stop():
             if c.push_thread:
                 c.push_thread.join(5)
             c.close()
-
-    @property
-    def conn_count(self):
-        with self.cond:
-            return len(self.conns)
-
-    def wait_conns(self, n, timeout=IO_TIMEOUT):
-        with self.cond:
-            if not self.cond.wait_for(lambda: len(self.conns) >= n, timeout):
-                raise AssertionError("%s: expected %d connections, got %d" % (
-                    self.name, n, len(self.conns)))
-            return list(self.conns)
 
     def wait_upgraded(self, n=1, timeout=IO_TIMEOUT):
         """Waits until the n-th connection has had its request answered;
@@ -266,27 +208,11 @@ class RawWsUpstream:
 
     # -- serving
 
-    def _accept_loop(self):
-        cid = 0
-        while not self.closing.is_set():
-            try:
-                sock, _ = self.listen_sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            sock.settimeout(IO_TIMEOUT)
-            if self.sndbuf:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.sndbuf)
-            conn = UpstreamConn(self, sock, cid)
-            cid += 1
-            t = threading.Thread(target=self._serve, args=(conn,), daemon=True,
-                                 name="%s-conn%d" % (self.name, conn.id))
-            with self.cond:
-                self.conns.append(conn)
-                self.threads.append(t)
-                self.cond.notify_all()
-            t.start()
+    def _make_conn(self, sock, cid):
+        sock.settimeout(IO_TIMEOUT)
+        if self.sndbuf:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.sndbuf)
+        return UpstreamConn(self, sock, cid)
 
     def _handshake_response(self, req):
         if self.status != 101:
@@ -442,15 +368,17 @@ class WsEchoServer:
 
 
 # ---------------------------------------------------------------------------
-# upstream side: Node `ws` chat room
+# upstream side: Node `ws` peers in tests/node
 
-class NodeChatServer:
-    """tests/node/chat_server.js on a port it picks itself; ready when it
-    prints "listening PORT". stdin is a pipe, so the process also ends when
-    the test process does."""
+class NodeScript:
+    """`node tests/node/SCRIPT 0` (chat_server.js, echo_server.js): a Node `ws`
+    peer on a port it picks itself, ready when it prints "listening PORT".
+    Its stdout and stderr are kept in `lines` for failure messages; stdin is
+    a pipe, so the process also ends when the test process does."""
 
-    def __init__(self, name="chat"):
-        self.name = name
+    def __init__(self, script, name=None):
+        self.script = os.path.join(NODE_DIR, script)
+        self.name = name or os.path.splitext(script)[0]
         self.port = None
         self.addr = None
         self.proc = None
@@ -459,7 +387,9 @@ class NodeChatServer:
         self.reader = None
 
     def start(self, timeout=IO_TIMEOUT):
-        self.proc = subprocess.Popen([NODE_BIN, CHAT_SERVER_JS, "0"], stdin=subprocess.PIPE,
+        if not os.path.isdir(os.path.join(NODE_DIR, "node_modules", "ws")):
+            raise AssertionError("Node's ws is not installed in tests/node (make test-deps)")
+        self.proc = subprocess.Popen([NODE_BIN, self.script, "0"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.reader = threading.Thread(target=self._drain, daemon=True, name="node-" + self.name)
         self.reader.start()
@@ -489,13 +419,7 @@ class NodeChatServer:
     def stop(self):
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, 5)
         for pipe in (self.proc.stdin, self.proc.stdout):
             try:
                 pipe.close()

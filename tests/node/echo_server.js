@@ -6,26 +6,14 @@
 // Sluice against, so this file adds no policy of its own.
 //
 // Usage: node echo_server.js PORT   (PORT 0 picks a free one)
-// Prints "listening PORT" once it accepts; exits on SIGTERM or SIGINT.
-// Listens on loopback only; never compresses (no permessage-deflate).
+// Prints "listening PORT" once it accepts; exits on SIGTERM, SIGINT or when
+// stdin closes. Listens on loopback only; never compresses (no
+// permessage-deflate). All of that is ws_peer.js.
 'use strict';
 
-const { WebSocketServer } = require('ws');
+const { serve } = require('./ws_peer');
 
-const port = Number.parseInt(process.argv[2] || '0', 10);
-if (!Number.isInteger(port) || port < 0 || port > 65535) {
-  process.stderr.write('usage: node echo_server.js PORT\n');
-  process.exit(2);
-}
-
-const server = new WebSocketServer({
-  host: '127.0.0.1',
-  port,
-  perMessageDeflate: false,
-  maxPayload: 64 * 1024 * 1024,
-});
-
-server.on('connection', (ws) => {
+serve('echo_server', (ws) => {
   ws.on('message', (data, isBinary) => {
     ws.send(data, { binary: isBinary });
   });
@@ -34,20 +22,3 @@ server.on('connection', (ws) => {
   // the 'error' event would end the process.
   ws.on('error', () => {});
 });
-
-server.on('listening', () => {
-  process.stdout.write('listening ' + server.address().port + '\n');
-});
-
-server.on('error', (err) => {
-  process.stderr.write('echo_server: ' + err.message + '\n');
-  process.exit(1);
-});
-
-const stop = () => {
-  for (const ws of server.clients) ws.terminate();
-  server.close(() => process.exit(0));
-  setTimeout(() => process.exit(0), 2000).unref();
-};
-process.on('SIGTERM', stop);
-process.on('SIGINT', stop);
