@@ -184,6 +184,12 @@ class Handshakes(WsTestCase):
         self.assertEqual(self.answer("/good", origin="http://app.example").status, 101)
         good.wait_upgraded(1)
         self.assertEqual(good.conn_count, 1)
+        # Refusals are counted per worker (logged at exit until /metrics).
+        self.s.stop()
+        stopped = [l for l in self.s.stderr_text().splitlines() if "worker=0 msg=stopped" in l]
+        self.assertEqual(len(stopped), 1, self.s.stderr_text())
+        for field in ("ws_sessions=1", "ws_refused_origin=1", "ws_refused_handshake=1"):
+            self.assertIn(field, stopped[0])
 
     def test_wrong_version_is_426_naming_13(self):
         resp = self.answer("/good", version="8", origin="http://app.example")
