@@ -180,7 +180,7 @@ void Session::on_read(Block* block, std::size_t n) {
 
 void Session::on_eof() {
   if (phase_ == Phase::WebSocket) {
-    ws_peer_gone(true);
+    ws_peer_eof(true);
     ws_after_io();
     return;
   }
@@ -204,9 +204,8 @@ void Session::on_write_done(int status) {
   if (phase_ == Phase::WebSocket) {
     if (status < 0) {
       ws_peer_gone(true);
-    } else if (ws_->upstream.paused && up_ && client_->write_pending() < kLowWater) {
-      ws_->upstream.paused = false;
-      up_->transport().read_start();
+    } else if (client_->write_pending() < kLowWater) {
+      ws_resume_reads(false);
     }
     ws_after_io();
     return;

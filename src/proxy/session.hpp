@@ -139,7 +139,9 @@ class Session final : public net::TransportHandler, public UpstreamUser {
   void start_websocket(Block* block, std::size_t off, std::size_t end);
   void ws_client_read(Block* block, std::size_t off, std::size_t end);
   void ws_upstream_read(Block* block, std::size_t off, std::size_t end);
+  void ws_peer_eof(bool client);
   void ws_peer_gone(bool client);
+  void ws_resume_reads(bool client);
   void ws_fail(bool client, std::uint16_t code, const char* reason);
   void ws_gateway_close(std::uint16_t code, const char* reason);
   void ws_send_close(bool client, std::uint16_t code, const char* reason);

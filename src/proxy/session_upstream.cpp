@@ -213,7 +213,7 @@ void Session::on_response_complete(bool upstream_clean) {
 
 void Session::on_upstream_eof() {
   if (phase_ == Phase::WebSocket) {
-    ws_peer_gone(false);
+    ws_peer_eof(false);
     ws_after_io();
     return;
   }
@@ -256,10 +256,7 @@ void Session::upstream_broken(bool may_retry) {
 
 void Session::on_upstream_write_done() {
   if (phase_ == Phase::WebSocket) {
-    if (ws_->client.paused && up_ && up_->transport().write_pending() < kLowWater) {
-      ws_->client.paused = false;
-      client_->read_start();
-    }
+    if (up_ && up_->transport().write_pending() < kLowWater) ws_resume_reads(true);
     ws_after_io();
     return;
   }

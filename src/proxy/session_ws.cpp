@@ -59,7 +59,9 @@ bool Session::WsState::Direction::on_close(std::uint16_t code) {
     ws.deferred_now = true;
     return false;
   }
-  to.out_closed = true;  // relayed to it, unless it was closed already (then discarded)
+  const ws::FrameRelay& relay = from_client ? ws.c2u : ws.u2c;
+  if (to.out_closed || to.close_pending || relay.muted()) return false;  // it has its own close
+  to.out_closed = true;
   return true;
 }
 
@@ -131,9 +133,7 @@ void Session::start_websocket(Block* block, std::size_t off, std::size_t end) {
 void Session::ws_client_read(Block* block, std::size_t off, std::size_t end) {
   WsState& ws = *ws_;
   if (ws.client.in_closed) return;  // after its close, or a failure: discarded
-  net::OutBatch& out = ws.upstream.out_closed ? w_.discard_batch() : to_upstream_;
-  const ws::FrameRelay::Result r = ws.c2u.feed(block, off, end - off, out);
-  w_.discard_batch().clear();
+  const ws::FrameRelay::Result r = ws.c2u.feed(block, off, end - off, to_upstream_);
   // Bytes after a valid close frame are refused by the relay and ignored here.
   if (!r.ok && !ws.client.in_closed) ws_fail(true, r.close_code, r.reason);
   ws_after_io();
@@ -142,9 +142,7 @@ void Session::ws_client_read(Block* block, std::size_t off, std::size_t end) {
 void Session::ws_upstream_read(Block* block, std::size_t off, std::size_t end) {
   WsState& ws = *ws_;
   if (ws.upstream.in_closed) return;
-  net::OutBatch& out = ws.client.out_closed ? w_.discard_batch() : to_client_;
-  const ws::FrameRelay::Result r = ws.u2c.feed(block, off, end - off, out);
-  w_.discard_batch().clear();
+  const ws::FrameRelay::Result r = ws.u2c.feed(block, off, end - off, to_client_);
   if (!r.ok && !ws.upstream.in_closed) ws_fail(false, r.close_code, r.reason);
   ws_after_io();
 }
@@ -161,19 +159,33 @@ bool Session::ws_take_pong(const std::uint8_t* p, std::size_t n) {
 
 // ---- closing
 
-// Queues a close frame toward one side, unless one went already. A side
-// whose output stops mid-frame cannot be sent one: its connection just
+// Queues a close frame toward one side, unless one went already, and mutes
+// the relay toward it. A side receiving a frame gets the close after that
+// frame while the frame's sender is healthy; when the sender failed or went
+// away mid-frame, the side cannot be sent a close at all: its connection just
 // closes, and there is no reply to wait for.
 void Session::ws_send_close(bool client, std::uint16_t code, const char* reason) {
   WsState& ws = *ws_;
   WsState::Side& side = client ? ws.client : ws.upstream;
+  const WsState::Side& sender = client ? ws.upstream : ws.client;
   if (side.out_closed || side.gone) return;
-  side.out_closed = true;
-  const ws::FrameRelay& feeding = client ? ws.u2c : ws.c2u;
+  ws::FrameRelay& feeding = client ? ws.u2c : ws.c2u;
+  feeding.mute();  // at once, or after the frame going out
   if (feeding.output_mid_frame()) {
-    side.in_closed = true;
+    if (!sender.in_closed && !sender.gone) {
+      if (!side.close_pending) {
+        side.close_pending = true;
+        side.pending_code = code;
+        side.pending_reason = reason;
+      }
+      return;
+    }
+    side.close_pending = false;
+    side.out_closed = side.in_closed = true;
     return;
   }
+  side.close_pending = false;
+  side.out_closed = true;
   std::uint8_t payload[2 + kMaxCloseReason];
   std::size_t len = std::strlen(reason);
   if (len > kMaxCloseReason) len = kMaxCloseReason;
@@ -204,7 +216,13 @@ void Session::ws_fail(bool client, std::uint16_t code, const char* reason) {
     ws.close_code = code;
     ws.closed_by = "gateway";
   }
-  ws_send_close(!client, 1001, "going away");
+  if (ws.deferred_code != 0 && ws.deferred_to_client != client) {
+    // The other side failed first and was waiting for this one's reply:
+    // this failure ends that wait, and the other side gets its own code.
+    ws_send_deferred();
+  } else {
+    ws_send_close(!client, 1001, "going away");
+  }
   if (other.in_closed || other.gone || failed.out_closed) {
     ws_send_close(client, code, reason);
     return;
@@ -236,16 +254,46 @@ void Session::ws_gateway_close(std::uint16_t code, const char* reason) {
   ws_send_close(false, code, reason);
 }
 
-// A side's connection ended (EOF, reset, or a write that failed). If it never
-// sent a close frame, the other side hears of it: 1011 when the upstream
-// vanished, 1001 when the client did.
+// EOF (or TLS close_notify) from a side: after its close frame it is only
+// the end of its input, and it may still read the reply; without one, it
+// went away.
+void Session::ws_peer_eof(bool client) {
+  WsState& ws = *ws_;
+  WsState::Side& side = client ? ws.client : ws.upstream;
+  if (side.close_frame) {
+    side.in_closed = true;
+    return;
+  }
+  ws_peer_gone(client);
+}
+
+void Session::ws_resume_reads(bool client) {
+  WsState& ws = *ws_;
+  WsState::Side& side = client ? ws.client : ws.upstream;
+  if (!side.paused) return;
+  side.paused = false;
+  if (client) {
+    client_->read_start();
+    // Its pongs may have waited behind what it sent: the ping's clock restarts.
+    if (ws.ping_outstanding) ws.ping_sent_ms = uv_now(w_.io().loop());
+  } else if (up_) {
+    up_->transport().read_start();
+  }
+}
+
+// A side's connection ended (reset, a write that failed, or EOF without a
+// close frame). If it never sent a close frame, the other side hears of it:
+// 1011 when the upstream vanished, 1001 when the client did.
 void Session::ws_peer_gone(bool client) {
   WsState& ws = *ws_;
   WsState::Side& side = client ? ws.client : ws.upstream;
   if (side.gone) return;
   const bool vanished = !side.close_frame;
   side.in_closed = side.out_closed = side.gone = true;
+  side.close_pending = false;
+  (client ? ws.u2c : ws.c2u).mute();
   (client ? to_client_ : to_upstream_).clear();
+  ws_resume_reads(!client);  // nothing more is written to this side: its backlog is moot
   if (ws.deferred_code != 0) {
     // The failed side is gone (nothing to tell it), or the side it waited
     // for is (it gets its code now).
@@ -308,6 +356,16 @@ void Session::ws_after_io() {
   if (phase_ != Phase::WebSocket) return;
   WsState& ws = *ws_;
   if (ws.deferred_now) ws_send_deferred();
+  // A close waiting for the end of a frame: the frame ended, or its sender
+  // can no longer end it.
+  for (const bool client : {true, false}) {
+    WsState::Side& side = client ? ws.client : ws.upstream;
+    const WsState::Side& sender = client ? ws.upstream : ws.client;
+    const ws::FrameRelay& feeding = client ? ws.u2c : ws.c2u;
+    if (side.close_pending && (!feeding.output_mid_frame() || sender.in_closed || sender.gone)) {
+      ws_send_close(client, side.pending_code, side.pending_reason);
+    }
+  }
   if (ws.ping_due) ws_send_ping();
   // A failed write ends that side, which may queue a close toward the other.
   for (int round = 0; round < 2; ++round) {
@@ -372,8 +430,9 @@ void Session::ws_arm_timer() {
     // A ping that is due but waits for the frame the client is receiving
     // goes out from ws_after_io(): no deadline for it here, or the timer
     // would fire at once until that frame ends.
+    // While the client's reads are stopped its pong cannot be seen.
     if (ws.ping_outstanding) {
-      due = std::min(due, ws.ping_sent_ms + interval);
+      if (!ws.client.paused) due = std::min(due, ws.ping_sent_ms + interval);
     } else if (!ws.ping_due) {
       due = std::min(due, ws.next_ping_ms);
     }
@@ -401,7 +460,7 @@ void Session::ws_on_timer() {
     }
   } else if (now >= ws.last_data_ms + static_cast<std::uint64_t>(ws.conf.idle_timeout.count())) {
     ws_gateway_close(1001, "idle timeout");
-  } else if (ws.ping_outstanding &&
+  } else if (ws.ping_outstanding && !ws.client.paused &&
              now >= ws.ping_sent_ms + static_cast<std::uint64_t>(ws.conf.ping_interval.count())) {
     SLUICE_LOG(Info, "conn=%" PRIu64 " msg=\"websocket client did not answer a ping\"", id_);
     ws_gateway_close(1001, "ping timeout");

@@ -4,8 +4,11 @@
 // Each side (client, upstream) has an input and an output that close on
 // their own: `in_closed` once its close frame arrived (or it failed, or went
 // away), `out_closed` once a close frame was queued toward it (or it cannot
-// take one). The session ends when all four are closed and the bytes queued
-// toward the upstream are flushed, or when the close deadline passes.
+// take one). Once a side's output is closed, the relay toward it is muted.
+// A close the gateway starts toward a side that is mid-frame waits for that
+// frame to end when its sender is healthy (close_pending). The session ends
+// when all four are closed and the bytes queued toward the upstream are
+// flushed, or when the close deadline passes.
 #pragma once
 
 #include <array>
@@ -41,6 +44,9 @@ struct Session::WsState {
     bool out_closed = false;   // a close frame went toward it, or none can
     bool close_frame = false;  // it sent a valid close frame
     bool gone = false;         // its connection ended: nothing more is written to it
+    bool close_pending = false;  // a close for it waits for the frame it is receiving to end
+    std::uint16_t pending_code = 0;
+    const char* pending_reason = "";
     bool paused = false;  // its reads stopped: the other side's writes are over the high-water mark
   };
 

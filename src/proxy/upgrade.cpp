@@ -144,7 +144,12 @@ SwitchCheck check_websocket_switch(const http::MessageHead& response, std::strin
   std::string chosen;
   join_fields(response, "sec-websocket-extensions", chosen);
   if (!chosen.empty()) {
-    if (extensions.empty()) return {502, "upstream chose an extension that was not offered", false};
+    bool offered = false;
+    http::for_each_token(extensions, [&](std::string_view item) {
+      offered = http::trim_ows(item.substr(0, item.find(';'))) == "permessage-deflate";
+      return !offered;
+    });
+    if (!offered) return {502, "upstream chose an extension that was not offered", false};
     bool ok = true;
     http::for_each_token(chosen, [&](std::string_view item) {
       // "name; param=value ...": only the name decides what the frames mean.

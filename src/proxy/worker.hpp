@@ -63,9 +63,6 @@ class Worker {
   AccessLog& access_log() noexcept { return access_log_; }
   ws::MaskKeySource& mask_keys() noexcept { return mask_keys_; }
   WsCounters& ws_counters() noexcept { return ws_counters_; }
-  // Where a WebSocket relay puts frames it parses but sends nowhere (after
-  // the receiving side is closed); cleared after each use.
-  net::OutBatch& discard_batch() noexcept { return discard_; }
   void add(Session* s) noexcept;
   void remove(Session* s) noexcept;
 
@@ -97,7 +94,6 @@ class Worker {
   AccessLog access_log_;
   ws::MaskKeySource mask_keys_;  // for every frame this worker sends upstream
   WsCounters ws_counters_;
-  net::OutBatch discard_;
   Session* sessions_ = nullptr;
   std::size_t session_count_ = 0;
   std::size_t max_sessions_;

@@ -33,6 +33,7 @@ Verdict FrameRelay::refuse(std::uint16_t code, const char* reason) noexcept {
 }
 
 void FrameRelay::emit_header(bool fin, std::uint8_t opcode, std::uint64_t length, bool rsv1) {
+  if (muted_) return;
   std::uint8_t header[kMaxHeaderBytes];
   std::size_t n = encode_header(header, fin, opcode, length, keys_ ? out_key_.data() : nullptr, rsv1);
   out_->append_copy(std::string_view(reinterpret_cast<const char*>(header), n));
@@ -74,6 +75,7 @@ Verdict FrameRelay::on_frame_header(const FrameHeader& h) {
 void FrameRelay::emit_data_header() {
   if (!header_pending_) return;
   header_pending_ = false;
+  if (muted_) return;
   if (out_hdr_raw_ != nullptr) {
     out_->append_block(block_, reinterpret_cast<const char*>(out_hdr_raw_), out_hdr_len_);
   } else {
@@ -105,7 +107,8 @@ Verdict FrameRelay::on_payload(std::uint8_t* p, std::size_t n, std::uint64_t off
   } else if (keys_) {
     apply_mask(p, n, out_key_, offset);
   }
-  out_->append_block(block_, reinterpret_cast<const char*>(p), n);
+  listener_.on_data_frame();  // a frame that trickles in is not idle
+  if (!muted_) out_->append_block(block_, reinterpret_cast<const char*>(p), n);
   return Verdict::Continue;
 }
 
@@ -116,7 +119,8 @@ Verdict FrameRelay::on_frame_end() {
       return refuse(1007, "text message ends inside a character");
     }
     emit_data_header();  // an empty text frame
-    if (in_.fin) listener_.on_message(message_bytes_);
+    if (in_.fin && !muted_) listener_.on_message(message_bytes_);
+    if (mute_after_frame_) muted_ = true;
     return Verdict::Continue;
   }
   if (in_.opcode == kClose) {
@@ -127,6 +131,7 @@ Verdict FrameRelay::on_frame_end() {
   } else if (in_.opcode == kPong && listener_.on_pong(control_.data(), control_len_)) {
     return Verdict::Continue;  // the answer to the gateway's own ping: not forwarded
   }
+  if (muted_) return Verdict::Continue;
   emit_header(true, in_.opcode, control_len_, false);
   if (control_len_ > 0) {
     if (keys_) apply_mask(control_.data(), control_len_, out_key_, 0);

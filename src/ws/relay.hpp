@@ -41,7 +41,7 @@ struct RelayLimits {
 
 class RelayListener {
  public:
-  // A data frame began (idle timers count data, not pings).
+  // Data frame bytes arrived (idle timers count data, not pings).
   virtual void on_data_frame() {}
   // A complete message went through (for counters).
   virtual void on_message(std::uint64_t bytes) { (void)bytes; }
@@ -81,6 +81,11 @@ class FrameRelay final : private FrameHandler {
   // on in `out`. After a failure nothing more is relayed.
   Result feed(Block* block, std::size_t off, std::size_t n, net::OutBatch& out);
   bool closed() const noexcept { return close_seen_; }
+  // From now on (or, with a data frame going out, from its end) nothing
+  // more is sent: frames are still parsed and checked, and a close still
+  // reaches the listener. For a receiver the gateway closes itself.
+  void mute() noexcept { muted_ = !out_frame_open_; mute_after_frame_ = out_frame_open_; }
+  bool muted() const noexcept { return muted_; }
   // A data frame's header went out and not all of its payload: after a
   // failure, the receiving peer cannot be sent a close frame (its framing is
   // mid-frame); only closing the connection is left.
@@ -115,6 +120,8 @@ class FrameRelay final : private FrameHandler {
   bool close_seen_ = false;
   bool out_frame_open_ = false;
   bool header_pending_ = false;  // a text frame's header waits for its first checked bytes
+  bool muted_ = false;           // nothing more goes out
+  bool mute_after_frame_ = false;
   // the data frame's new header: in the read block over the old one (raw,
   // valid during the feed that brought it), else out_hdr_ to be copied
   std::array<std::uint8_t, kMaxHeaderBytes> out_hdr_{};

@@ -99,6 +99,17 @@ class Limits(WsTestCase):
                   route("app", path_prefix="/lax", websocket=dict(limits, validate_utf8=False))]
         self.s = self.sluice([upstream("app", [self.up])], routes=routes)
 
+    def test_a_second_failure_keeps_the_first_sides_code(self):
+        # The client's 1009 waits for the upstream's reply to its 1001; the
+        # upstream breaks the protocol instead: the client still gets 1009.
+        up = self.raw_upstream("quiet", echo_close=False)
+        s = self.ws_sluice(up, {"max_frame_bytes": "1KiB"})
+        c, conn = self.open_session(s.port, up)
+        c.send_frame(BINARY, b"x" * 2048)
+        self.assertEqual(conn.wait_close(CLOSE_WAIT).close_code, 1001)
+        conn.send_frame(TEXT, b"masked", mask=b"\x01\x02\x03\x04")
+        self.assertClientClosed(c, 1009)
+
     def violation(self, valid, bad, code, target="/chat"):
         c, conn = self.open_session(self.s.port, self.up, target)
         for opcode, payload, fin in valid:
@@ -331,6 +342,32 @@ class Closing(RawUpstreamCase):
         c.send_frame(TEXT, b"bye")
         c.close()
         self.assertUpstreamClosed(conn, 1001, [(TEXT, b"bye", True)])
+
+    def test_a_client_that_half_closes_after_its_close_still_gets_the_reply(self):
+        c, conn = self.open_session(self.s.port, self.up)
+        c.send_close(4000, b"half")
+        c.sock.shutdown(socket.SHUT_WR)
+        self.assertEqual(conn.wait_close(CLOSE_WAIT).close_code, 4000)  # the upstream echoes it
+        self.assertClientClosed(c, 4000, finish=False)
+        self.assertTrue(c.wait_eof(CLOSE_WAIT), "client: TCP still open after the close handshake")
+
+    def test_sigterm_while_the_client_receives_a_frame_closes_after_that_frame(self):
+        # An upstream that would answer our close in the middle of its own
+        # raw bytes is no use here: this one answers nothing by itself.
+        up = self.raw_upstream("quiet", echo_close=False)
+        s = self.ws_sluice(up)
+        c, conn = self.open_session(s.port, up)
+        payload = os.urandom(100000)
+        frame = encode_frame(BINARY, payload)
+        conn.send(frame[:1000])
+        c.reader.fill(CLOSE_WAIT)  # the frame has started toward the client
+        s.signal(signal.SIGTERM)
+        self.assertEqual(conn.wait_close(CLOSE_WAIT).close_code, 1001)
+        conn.send(frame[1000:])  # its sender is healthy: the frame is finished first
+        self.assertClientClosed(c, 1001, [(BINARY, payload, True)])
+        conn.send_close(1001)
+        self.assertIsNotNone(s.wait_exit(CLOSE_WAIT), "sluice still running after SIGTERM")
+        s.assert_clean_exit()
 
     def test_sigterm_closes_sessions_1001(self):
         c, conn = self.open_session(self.s.port, self.up)

@@ -129,6 +129,12 @@ TEST_CASE("upgrade: the upstream's 101 must answer our key and pick only what wa
   CHECK(deflate.deflate);
   CHECK(switch_of(ok + "Sec-WebSocket-Extensions: x-webkit-deflate-frame\r\n", "", "x-webkit-deflate-frame")
             .status == 502);
+  // Chosen, but the client offered something else.
+  CHECK(switch_of(ok + "Sec-WebSocket-Extensions: permessage-deflate\r\n", "", "x-webkit-deflate-frame")
+            .status == 502);
+  CHECK(switch_of(ok + "Sec-WebSocket-Extensions: permessage-deflate\r\n", "",
+                  "x-webkit-deflate-frame, permessage-deflate; client_max_window_bits")
+            .status == 0);
   CHECK(switch_of(ok + "Sec-WebSocket-Extensions: permessage-deflate, permessage-deflate\r\n", "",
                   "permessage-deflate").status == 502);
 }
