@@ -25,6 +25,7 @@ namespace {
 
 constexpr std::uint64_t kCloseTimeoutMs = 5'000;  // for a close handshake to complete
 constexpr std::uint64_t kDeferMs = 1'000;         // a failed side's close waits at most this
+constexpr std::uint64_t kTrimAfterIdleMs = 1'000;  // no data this long: give back batch storage
 constexpr std::size_t kMaxCloseReason = 123;      // 125 minus the code
 
 // A control frame as the gateway sends it: unmasked to a client, masked with
@@ -452,6 +453,12 @@ void Session::ws_on_timer() {
   ws.timer_armed = false;
   const std::uint64_t now = uv_now(w_.io().loop());
   if (ws.deferred_code != 0 && now >= ws.deferred_deadline_ms) ws_send_deferred();
+  if (now >= ws.last_data_ms + kTrimAfterIdleMs) {
+    // Quiet for a while: the write batches' storage goes back (idle
+    // sessions are the many).
+    if (to_client_.empty()) to_client_.trim();
+    if (to_upstream_.empty()) to_upstream_.trim();
+  }
   if (ws.close_deadline_ms != 0) {
     if (now >= ws.close_deadline_ms) {
       SLUICE_LOG(Info, "conn=%" PRIu64 " msg=\"websocket close handshake timed out\"", id_);
