@@ -369,6 +369,38 @@ class Closing(RawUpstreamCase):
         self.assertIsNotNone(s.wait_exit(CLOSE_WAIT), "sluice still running after SIGTERM")
         s.assert_clean_exit()
 
+    def test_a_client_paused_behind_an_upstream_that_vanishes_is_read_again(self):
+        # The upstream stops reading, so Sluice stops reading the client once
+        # its queue toward the upstream is full; then the upstream drops its
+        # socket. The client gets 1011, and its reply (behind everything it
+        # had sent) must be read: the close handshake ends, not its deadline.
+        c, conn = self.open_session(self.s.port, self.up)
+        conn.reading.clear()
+        frame = encode_frame(BINARY, b"x" * 65536, mask=True)
+        c.sock.setblocking(False)
+        deadline = time.monotonic() + 20 * SLOW
+        stalled_since = None
+        rest = memoryview(frame)  # whole frames only: a partial send is finished first
+        while time.monotonic() < deadline:
+            try:
+                rest = rest[c.sock.send(rest):] or memoryview(frame)
+                stalled_since = None
+            except BlockingIOError:
+                stalled_since = stalled_since or time.monotonic()
+                if time.monotonic() - stalled_since > 0.5:
+                    break  # nothing has moved for a while: every buffer on the way is full
+                time.sleep(0.01)
+        self.assertIsNotNone(stalled_since, "the client never stalled")
+        conn.close()
+        # Reads resume: the frame the stall cut short can be finished, and
+        # the close reply after it is read.
+        c.sock.settimeout(CLOSE_WAIT)
+        if len(rest) != len(frame):
+            c.sock.sendall(rest)
+        self.assertClientClosed(c, 1011)
+        self.s.stop()
+        self.assertNotIn("close handshake timed out", self.s.stderr_text())
+
     def test_sigterm_closes_sessions_1001(self):
         c, conn = self.open_session(self.s.port, self.up)
         self.s.signal(signal.SIGTERM)

@@ -68,6 +68,8 @@ class UpstreamConn(ServerConn):
         self.send_lock = threading.Lock()
         self.push_thread = None
         self.trailing = b""        # bytes after the last whole frame when the peer closed
+        self.reading = threading.Event()  # cleared: the reader stops reading (backpressure)
+        self.reading.set()
 
     # -- sending
 
@@ -261,6 +263,8 @@ class RawWsUpstream(ThreadedServer):
         while not self.closing.is_set() and not conn.closed:
             frame = parse_frame(reader.buf)
             if frame is None:
+                if not conn.reading.wait(POLL):
+                    continue
                 try:
                     if not reader.fill(POLL):
                         conn.trailing = bytes(reader.buf)
