@@ -364,8 +364,10 @@ class Closing(RawUpstreamCase):
         s.signal(signal.SIGTERM)
         self.assertEqual(conn.wait_close(CLOSE_WAIT).close_code, 1001)
         conn.send(frame[1000:])  # its sender is healthy: the frame is finished first
-        self.assertClientClosed(c, 1001, [(BINARY, payload, True)])
-        conn.send_close(1001)
+        close = self.assertClientClosed(c, 1001, [(BINARY, payload, True)], finish=False)
+        conn.send_close(1001)  # both replies: the close handshakes end without a deadline
+        c.reply_close(close)
+        self.assertTrue(c.wait_eof(CLOSE_WAIT), "client: TCP still open after the close")
         self.assertIsNotNone(s.wait_exit(CLOSE_WAIT), "sluice still running after SIGTERM")
         s.assert_clean_exit()
 
