@@ -110,6 +110,10 @@ void Session::start_websocket(Block* block, std::size_t off, std::size_t end) {
   std::string().swap(ws_key_);
   req_parser_.trim();
   resp_parser_.trim();
+  // Reads start before the early bytes are relayed, so that backpressure
+  // they cause (ws_after_io) is not undone here.
+  up_->transport().read_start();
+  client_->read_start();
   if (end > off) ws_upstream_read(block, off, end);
   if (in_len_ > 0 && phase_ == Phase::WebSocket) {
     BlockRef held = std::move(in_block_);
@@ -118,8 +122,6 @@ void Session::start_websocket(Block* block, std::size_t off, std::size_t end) {
     ws_client_read(held.get(), held_off, held_off + held_len);
   }
   if (phase_ != Phase::WebSocket) return;
-  up_->transport().read_start();
-  client_->read_start();
   if (draining_) ws_gateway_close(1001, "going away");
   ws_after_io();
   // What the handshake left in the write batches' storage goes back too:
