@@ -20,6 +20,8 @@
 #include <variant>
 #include <vector>
 
+#include "ws/handshake.hpp"
+
 namespace sluice::config {
 
 using Millis = std::chrono::milliseconds;
@@ -121,7 +123,7 @@ struct Upstream {
 // RFC 7230 token, and 1 <= max_frame_bytes <= max_message_bytes <= 1GiB.
 struct RouteWebSocket {
   bool enabled = true;                        // false: an Upgrade on this route is answered 403
-  std::vector<std::string> allowed_origins;   // as written; empty = any origin
+  std::vector<ws::OriginPattern> allowed_origins;  // parsed at load; empty = any origin
   bool allow_missing_origin = false;          // non-browser clients send no Origin
   std::vector<std::string> subprotocols;      // allowlist; empty = pass through what the upstream picks
   std::uint64_t max_frame_bytes = 1 << 20;    // "1MiB"

@@ -18,16 +18,23 @@ constexpr std::uint64_t kMaxMessageBytes = std::uint64_t{1} << 30;
 
 std::string bytes_text(std::uint64_t n) { return std::to_string(n) + " bytes"; }
 
-void read_origins(Reader& in, const Field& f, std::vector<std::string>& out) {
-  read_string_list(in, f, "\"https://chat.example.com\"", out,
+// Parsed here, once: a handshake only compares.
+void read_origins(Reader& in, const Field& f, std::vector<ws::OriginPattern>& out) {
+  std::vector<ws::OriginPattern> parsed;
+  std::vector<std::string> texts;
+  read_string_list(in, f, "\"https://chat.example.com\"", texts,
                    [&](const Field& entry, const std::string& origin) {
-                     if (ws::parse_origin_pattern(origin)) return true;
+                     if (auto p = ws::parse_origin_pattern(origin)) {
+                       parsed.push_back(std::move(*p));
+                       return true;
+                     }
                      in.error(entry, "invalid origin " + quoted(origin) +
                                          ": expected \"scheme://host[:port]\" or "
                                          "\"scheme://*.domain[:port]\", scheme http or https, "
                                          "with no path (not even a trailing \"/\")");
                      return false;
                    });
+  if (texts.size() == parsed.size()) out = std::move(parsed);  // all or nothing, like the list
 }
 
 void read_subprotocols(Reader& in, const Field& f, std::vector<std::string>& out) {

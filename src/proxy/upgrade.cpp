@@ -47,12 +47,7 @@ bool origin_ok(const http::MessageHead& head, const config::RouteWebSocket& ws) 
   if (n == 0) return ws.allow_missing_origin;
   if (n > 1) return false;
   if (ws.allowed_origins.empty()) return true;
-  std::vector<ws::OriginPattern> allow;
-  allow.reserve(ws.allowed_origins.size());
-  for (const std::string& text : ws.allowed_origins) {
-    if (auto p = ws::parse_origin_pattern(text)) allow.push_back(*p);  // checked at load
-  }
-  return ws::origin_allowed(*head.find("origin"), allow);
+  return ws::origin_allowed(*head.find("origin"), ws.allowed_origins);
 }
 
 bool subprotocol_ok(const http::MessageHead& head, const config::RouteWebSocket& ws) {

@@ -35,7 +35,8 @@ std::vector<sluice::config::Route> make_routes() {
   routes[1].strip_prefix = true;
   routes[2].host = "chat.example.com";
   routes[2].path_prefix = "/chat";
-  routes[2].websocket.allowed_origins = {"https://chat.example.com"};
+  routes[2].websocket.allowed_origins = {
+      sluice::ws::parse_origin_pattern("https://chat.example.com").value()};
   routes[2].websocket.subprotocols = {"chat.v2"};
   routes[3].host = "off.test";
   routes[3].websocket.enabled = false;

@@ -16,6 +16,13 @@ using namespace sluice::config;
 using namespace std::chrono_literals;
 using Extensions = RouteWebSocket::Extensions;
 
+// What the loader keeps of an allowlist written as `texts`: each parsed, in order.
+std::vector<sluice::ws::OriginPattern> origins(std::initializer_list<const char*> texts) {
+  std::vector<sluice::ws::OriginPattern> out;
+  for (const char* t : texts) out.push_back(sluice::ws::parse_origin_pattern(t).value());
+  return out;
+}
+
 constexpr const char* kPath = "test.toml";
 
 // Lines 1..10; the route under test is route[1], and what the test adds
@@ -91,9 +98,8 @@ extensions = "passthrough")";
 
 void check_every_key(const RouteWebSocket& ws) {
   CHECK_FALSE(ws.enabled);
-  CHECK(ws.allowed_origins == std::vector<std::string>{"https://chat.example.com",
-                                                       "https://*.example.com",
-                                                       "http://localhost:3000"});
+  CHECK(ws.allowed_origins == origins({"https://chat.example.com", "https://*.example.com",
+                                       "http://localhost:3000"}));
   CHECK(ws.allow_missing_origin);
   CHECK(ws.subprotocols == std::vector<std::string>{"chat.v2", "chat.v1"});
   CHECK(ws.max_frame_bytes == 64 * 1024);
@@ -137,15 +143,15 @@ TEST_CASE("config websocket: every key is read, as a sub-table and inline", "[co
   CHECK(dotted.max_frame_bytes == 1u << 20);
 }
 
-TEST_CASE("config websocket: origins in every accepted form are kept as written", "[config]") {
-  const std::vector<std::string> origins{
+TEST_CASE("config websocket: origins in every accepted form are kept, parsed, in order", "[config]") {
+  const std::initializer_list<const char*> texts{
       "https://chat.example.com", "http://localhost:3000",   "https://*.example.com",
       "https://*.example.com:8443", "http://127.0.0.1:8080", "http://[::1]:8080",
       "HTTPS://Chat.Example.COM"};
   std::string list;
-  for (const auto& o : origins) list += (list.empty() ? "\"" : ", \"") + o + "\"";
+  for (const char* o : texts) list += (list.empty() ? "\"" : ", \"") + std::string(o) + "\"";
   CHECK(ws_of(load_ok(with_table("allowed_origins = [" + list + "]"))).allowed_origins ==
-        origins);
+        origins(texts));
   CHECK(ws_of(load_ok(with_table("allowed_origins = []"))).allowed_origins.empty());
 }
 
@@ -391,8 +397,7 @@ TEST_CASE("config websocket: the shipped configs show the table", "[config]") {
   REQUIRE(chat != example->routes.end());
   const RouteWebSocket& ws = chat->websocket;
   CHECK(ws.enabled);
-  CHECK(ws.allowed_origins ==
-        std::vector<std::string>{"https://chat.example.com", "https://*.example.com"});
+  CHECK(ws.allowed_origins == origins({"https://chat.example.com", "https://*.example.com"}));
   CHECK_FALSE(ws.allow_missing_origin);
   CHECK(ws.subprotocols == std::vector<std::string>{"chat.v2", "chat.v1"});
   CHECK(ws.max_frame_bytes == 64 * 1024);

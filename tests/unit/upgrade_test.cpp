@@ -71,7 +71,7 @@ TEST_CASE("upgrade: a valid handshake passes, each broken rule has its status", 
 
 TEST_CASE("upgrade: origins and subprotocols follow the route's allowlists", "[proxy]") {
   sluice::config::RouteWebSocket ws;
-  ws.allowed_origins = {"https://*.example.com"};
+  ws.allowed_origins = {sluice::ws::parse_origin_pattern("https://*.example.com").value()};
   ws.subprotocols = {"chat.v2"};
   const std::string good = kGood + "Origin: https://a.example.com\r\n";
   CHECK(status_of(good, ws) == 0);  // no subprotocol offered: fine
