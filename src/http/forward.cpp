@@ -129,15 +129,22 @@ void write_upstream_head(const MessageHead& head, const RequestForward& f, std::
 void write_client_head(const MessageHead& head, const ResponseFraming& f, std::string& out) {
   ConnectionTokens named;
   named.collect(head);
+  const bool websocket = !f.websocket_accept.empty();
   out.clear();
   char line[32];
   int len = std::snprintf(line, sizeof line, "HTTP/1.1 %u ", head.status);
   out.append(line, static_cast<std::size_t>(len));
-  out += head.reason().empty() ? std::string_view(reason_phrase(head.status)) : head.reason();
+  out += head.reason().empty() || websocket ? std::string_view(reason_phrase(head.status))
+                                            : head.reason();
   out += "\r\n";
+  if (websocket) {
+    out += "Upgrade: websocket\r\nConnection: Upgrade\r\n";
+    append_field(out, "Sec-WebSocket-Accept", f.websocket_accept);
+  }
   for (std::size_t i = 0; i < head.header_count(); ++i) {
     std::string_view n = head.name(i);
     if (is_hop_by_hop(n) || named.has(n)) continue;
+    if (websocket && (iequals(n, "sec-websocket-accept") || iequals(n, "content-length"))) continue;
     out += n;
     out += ": ";
     out += head.value(i);
@@ -148,31 +155,13 @@ void write_client_head(const MessageHead& head, const ResponseFraming& f, std::s
     out += f.hsts;
     out += "\r\n";
   }
-  if (f.chunked_out) out += "Transfer-Encoding: chunked\r\n";
-  if (!f.keep_alive) {
-    out += "Connection: close\r\n";
-  } else if (f.client_http10) {
-    out += "Connection: keep-alive\r\n";
-  }
-  out += "\r\n";
-}
-
-void write_switch_head(const MessageHead& head, std::string_view accept, std::string_view hsts,
-                       std::string& out) {
-  ConnectionTokens named;
-  named.collect(head);
-  out.assign("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n");
-  append_field(out, "Sec-WebSocket-Accept", accept);
-  for (std::size_t i = 0; i < head.header_count(); ++i) {
-    std::string_view n = head.name(i);
-    if (is_hop_by_hop(n) || named.has(n) || iequals(n, "sec-websocket-accept") ||
-        iequals(n, "content-length")) {
-      continue;
+  if (!websocket) {
+    if (f.chunked_out) out += "Transfer-Encoding: chunked\r\n";
+    if (!f.keep_alive) {
+      out += "Connection: close\r\n";
+    } else if (f.client_http10) {
+      out += "Connection: keep-alive\r\n";
     }
-    append_field(out, n, head.value(i));
-  }
-  if (!hsts.empty() && !head.find("strict-transport-security")) {
-    append_field(out, "Strict-Transport-Security", hsts);
   }
   out += "\r\n";
 }

@@ -44,15 +44,14 @@ struct ResponseFraming {
   bool keep_alive;     // false: Connection: close
   bool client_http10;  // keep-alive must then be said explicitly
   std::string_view hsts;  // Strict-Transport-Security to add unless the upstream set one
+  // Set: the head is the upstream's checked 101 for a WebSocket upgrade, and
+  // the client gets it with the accept value for its own key (no framing).
+  std::string_view websocket_accept = {};
 };
 
-// The response head for the client (also used for interim 1xx heads).
+// The response head for the client (also used for interim 1xx heads, and
+// for the 101 of a WebSocket upgrade: the upstream's end-to-end fields,
+// Sec-WebSocket-Protocol and -Extensions included, with f.websocket_accept).
 void write_client_head(const MessageHead& head, const ResponseFraming& f, std::string& out);
-
-// The 101 for the client, from the upstream's checked 101: its end-to-end
-// fields (Sec-WebSocket-Protocol and -Extensions included) with the accept
-// value for the client's own key.
-void write_switch_head(const MessageHead& head, std::string_view accept, std::string_view hsts,
-                       std::string& out);
 
 }  // namespace sluice::http

@@ -83,8 +83,9 @@ http::ParserHandler::Next Session::on_switch_head(http::MessageHead& head) {
   up_->stop_timer();
   status_ = 101;
   const std::string accept = ws::accept_for(http::trim_ows(*request.find("sec-websocket-key")));
-  http::write_switch_head(head, accept, tls() ? std::string_view(route_->hsts) : std::string_view(),
-                          resp_head_);
+  http::ResponseFraming f{false, true, false, {}, accept};
+  if (tls()) f.hsts = route_->hsts;
+  http::write_client_head(head, f, resp_head_);
   to_client_.append_copy(resp_head_);
   resp_started_ = true;
   ws_ = std::make_unique<WsState>(*this, conf, w_.mask_keys(), c.deflate);

@@ -163,7 +163,8 @@ TEST_CASE("http forward: the client's 101 carries its own accept and the upstrea
       "Set-Cookie: s=1\r\nContent-Length: 0\r\n\r\n",
       Parser::Kind::Response);
   std::string out;
-  sluice::http::write_switch_head(p.head(), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", "max-age=60", out);
+  sluice::http::write_client_head(
+      p.head(), {false, true, false, "max-age=60", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="}, out);
   CHECK(out.rfind("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n", 0) == 0);
   CHECK(out.find("\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n") != std::string::npos);
   CHECK(out.find("upstream-value") == std::string::npos);
