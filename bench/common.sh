@@ -38,6 +38,18 @@ check_whole() {
   done
 }
 
+# check_wrk_settings: the BENCH_* settings of the wrk-driven scripts (run.sh,
+# tls.sh) are whole numbers that make a run.
+check_wrk_settings() {
+  check_whole "BENCH_DURATION=$duration" "BENCH_CONNECTIONS=$connections" \
+    "BENCH_THREADS=$threads" "BENCH_RUNS=$runs" "BENCH_WARMUP=$warmup" \
+    "BENCH_PROXY_CPU=$proxy_cpu" "BENCH_LOAD_CPU=$load_cpu"
+  [ "$duration" -ge 1 ] || die "BENCH_DURATION must be at least 1"
+  [ "$runs" -ge 1 ] || die "BENCH_RUNS must be at least 1"
+  [ "$threads" -ge 1 ] || die "BENCH_THREADS must be at least 1"
+  [ "$connections" -ge "$threads" ] || die "BENCH_CONNECTIONS must be at least BENCH_THREADS"
+}
+
 # check_targets: $targets must be a non-empty list of direct, nginx, sluice.
 check_targets() {
   [ -n "$targets" ] || die "BENCH_TARGETS is empty"

@@ -52,13 +52,7 @@ python=$(command -v python3 || echo /usr/bin/python3)
 
 # --- checks ----------------------------------------------------------------
 
-check_whole "BENCH_DURATION=$duration" "BENCH_CONNECTIONS=$connections" \
-  "BENCH_THREADS=$threads" "BENCH_RUNS=$runs" "BENCH_WARMUP=$warmup" \
-  "BENCH_PROXY_CPU=$proxy_cpu" "BENCH_LOAD_CPU=$load_cpu"
-[ "$duration" -ge 1 ] || die "BENCH_DURATION must be at least 1"
-[ "$runs" -ge 1 ] || die "BENCH_RUNS must be at least 1"
-[ "$threads" -ge 1 ] || die "BENCH_THREADS must be at least 1"
-[ "$connections" -ge "$threads" ] || die "BENCH_CONNECTIONS must be at least BENCH_THREADS"
+check_wrk_settings
 check_targets
 
 [ -x "$nginx_bin" ] || die "nginx not found (install nginx-light: sh scripts/install-deps.sh --bench)"
