@@ -22,7 +22,6 @@ namespace sluice::proxy {
 namespace {
 
 constexpr std::uint64_t kLingerMs = 2'000;      // discard input this long after our FIN
-constexpr std::uint64_t kTrimAfterMs = 1'000;   // idle this long: give back per-request buffers
 
 http::HeadLimits request_limits(const config::Limits& l) {
   return {l.header_bytes, l.header_count, l.uri_bytes};

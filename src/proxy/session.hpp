@@ -98,6 +98,7 @@ class Session final : public net::TransportHandler, public UpstreamUser {
 
   static constexpr std::size_t kHighWater = 256 * 1024;  // pending writes that stop the other side's reads
   static constexpr std::size_t kLowWater = 64 * 1024;    // ... and that resume them
+  static constexpr std::uint64_t kTrimAfterMs = 1'000;   // idle this long: give back buffers
   static void append_chunk_size(net::OutBatch& out, std::uint64_t n);
 
   // client transport

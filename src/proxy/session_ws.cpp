@@ -25,7 +25,6 @@ namespace {
 
 constexpr std::uint64_t kCloseTimeoutMs = 5'000;  // for a close handshake to complete
 constexpr std::uint64_t kDeferMs = 1'000;         // a failed side's close waits at most this
-constexpr std::uint64_t kTrimAfterIdleMs = 1'000;  // no data this long: give back batch storage
 constexpr std::size_t kMaxCloseReason = 123;      // 125 minus the code
 
 // A control frame as the gateway sends it: unmasked to a client, masked with
@@ -456,7 +455,7 @@ void Session::ws_on_timer() {
   ws.timer_armed = false;
   const std::uint64_t now = uv_now(w_.io().loop());
   if (ws.deferred_code != 0 && now >= ws.deferred_deadline_ms) ws_send_deferred();
-  if (now >= ws.last_data_ms + kTrimAfterIdleMs) {
+  if (now >= ws.last_data_ms + kTrimAfterMs) {
     // Quiet for a while: the write batches' storage goes back (idle
     // sessions are the many).
     if (to_client_.empty()) to_client_.trim();

@@ -80,7 +80,6 @@ class FrameRelay final : private FrameHandler {
   // Relays block->data[off, off+n). Takes block references for what it hands
   // on in `out`. After a failure nothing more is relayed.
   Result feed(Block* block, std::size_t off, std::size_t n, net::OutBatch& out);
-  bool closed() const noexcept { return close_seen_; }
   // From now on (or, with a data frame going out, from its end) nothing
   // more is sent: frames are still parsed and checked, and a close still
   // reaches the listener. For a receiver the gateway closes itself.
