@@ -22,6 +22,7 @@
 #include "http/responses.hpp"
 #include "net/listener.hpp"
 #include "net/tls.hpp"
+#include "proxy/generation.hpp"
 #include "proxy/worker.hpp"
 
 namespace {
@@ -38,8 +39,11 @@ constexpr const char* kUsage =
     "  -v, --version       print the version and exit\n"
     "  -h, --help          print this help and exit\n"
     "\n"
-    "Signals: SIGTERM/SIGINT drain (stop accepting, finish in-flight requests,\n"
-    "         exit 0); a second SIGTERM/SIGINT exits at once with status 1.\n"
+    "Signals: SIGHUP reloads FILE (an invalid file is logged and the running\n"
+    "         configuration kept); SIGTERM/SIGINT drain (stop accepting after\n"
+    "         server.drain_delay, finish in-flight requests, close WebSocket\n"
+    "         sessions with 1001 spread over server.drain_timeout, exit 0); a\n"
+    "         second SIGTERM/SIGINT exits at once with status 1.\n"
     "Exit codes: 0 ok, 1 runtime failure, 2 invalid configuration or usage,\n"
     "            3 unclean shutdown (leak detected).\n";
 
@@ -81,20 +85,56 @@ sluice::log::Level to_log_level(sluice::config::LogLevel l) {
   return sluice::log::Level::Info;
 }
 
-// The main thread's loop: signals, and the workers telling it they are done.
+// Opens one listening socket per worker for `l`; false (and nothing left
+// open) on failure, with `error` set.
+bool open_for_workers(const sluice::config::Listener& l, unsigned nworkers, std::vector<int>& fds,
+                      std::string& error) {
+  for (unsigned w = 0; w < nworkers; ++w) {
+    int fd = sluice::net::open_listen_socket(reinterpret_cast<const sockaddr*>(&l.addr.storage),
+                                             l.addr.length, l.addr.text, error);
+    if (fd < 0) {
+      for (int f : fds) ::close(f);
+      fds.clear();
+      return false;
+    }
+    fds.push_back(fd);
+  }
+  return true;
+}
+
+void warn_unverified(const sluice::config::Config& cfg) {
+  for (const sluice::config::Upstream& u : cfg.upstreams) {
+    if (u.tls.enabled && !u.tls.verify) {
+      SLUICE_LOG(Warn, "msg=\"upstream TLS certificates are not verified\" upstream=%s",
+                 u.name.c_str());
+    }
+  }
+}
+
+bool same_address(const sluice::config::SocketAddress& a, const sluice::config::SocketAddress& b) {
+  return a.length == b.length && std::memcmp(&a.storage, &b.storage, a.length) == 0;
+}
+
+// The main thread's loop: signals, reloads, and the workers telling it they
+// are done.
 struct Supervisor {
   uv_loop_t* loop = nullptr;
   uv_signal_t sigint{}, sigterm{}, sighup{};
   uv_async_t worker_done{};
+  uv_timer_t drain_delay{};
   std::vector<std::unique_ptr<sluice::proxy::Worker>>* workers = nullptr;
+  std::shared_ptr<const sluice::proxy::Generation> current;
+  std::string config_path;
   std::atomic<unsigned> finished{0};
   unsigned total = 0;
   int signals_seen = 0;
+  std::uint64_t reloads = 0;
+  std::uint64_t reload_failures = 0;
 
   static void on_signal(uv_signal_t* h, int signum) {
     auto* self = static_cast<Supervisor*>(h->data);
     if (signum == SIGHUP) {
-      SLUICE_LOG(Warn, "msg=\"SIGHUP ignored: configuration reload is not supported yet\"");
+      if (self->signals_seen == 0) self->reload();
       return;
     }
     if (++self->signals_seen > 1) {
@@ -102,7 +142,13 @@ struct Supervisor {
       std::fflush(stdout);
       std::_Exit(1);
     }
-    SLUICE_LOG(Info, "msg=\"draining\" signal=%s", strsignal(signum));
+    const auto delay = static_cast<std::uint64_t>(self->current->config->server.drain_delay.count());
+    SLUICE_LOG(Info, "msg=\"draining\" signal=%s drain_delay_ms=%llu", strsignal(signum),
+               static_cast<unsigned long long>(delay));
+    uv_timer_start(&self->drain_delay, on_drain_delay, delay, 0);
+  }
+  static void on_drain_delay(uv_timer_t* t) {
+    auto* self = static_cast<Supervisor*>(t->data);
     for (auto& w : *self->workers) w->stop();
   }
   static void on_worker_done(uv_async_t* a) {
@@ -112,6 +158,71 @@ struct Supervisor {
     uv_close(reinterpret_cast<uv_handle_t*>(&self->sigterm), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&self->sighup), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&self->worker_done), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&self->drain_delay), nullptr);
+  }
+
+  // SIGHUP: load and check the file again, here, off the data path. On any
+  // problem the running configuration stays in force.
+  void reload() {
+    using namespace sluice;
+    auto fail = [&](const std::string& why) {
+      ++reload_failures;
+      SLUICE_LOG(Error,
+                 "msg=\"reload failed, keeping the running configuration\" config=%s "
+                 "generation=%llu failures=%llu error=\"%s\"",
+                 config_path.c_str(), static_cast<unsigned long long>(current->number),
+                 static_cast<unsigned long long>(reload_failures), why.c_str());
+    };
+    config::LoadResult loaded = config::load_config(config_path);
+    if (auto* errors = std::get_if<std::vector<config::ConfigError>>(&loaded)) {
+      for (const config::ConfigError& e : *errors) {
+        SLUICE_LOG(Error, "msg=\"config error\" error=\"%s\"", e.to_string().c_str());
+      }
+      fail(std::to_string(errors->size()) + " problem(s), see above");
+      return;
+    }
+    auto cfg = std::get<std::shared_ptr<const config::Config>>(loaded);
+    std::string error;
+    auto gen = proxy::Generation::build(cfg, current.get(), error);
+    if (!gen) {
+      fail(config_path + ": " + error);
+      return;
+    }
+    // New addresses get their sockets now, one per worker, before anything
+    // changes: a port that cannot be bound fails the whole reload.
+    const config::Config& old = *current->config;
+    std::vector<std::vector<int>> fds(total, std::vector<int>(cfg->listeners.size(), -1));
+    for (std::size_t i = 0; i < cfg->listeners.size(); ++i) {
+      bool kept = false;
+      for (const config::Listener& l : old.listeners) {
+        kept = kept || same_address(l.addr, cfg->listeners[i].addr);
+      }
+      std::vector<int> opened;
+      if (!kept && !open_for_workers(cfg->listeners[i], total, opened, error)) {
+        for (auto& per_worker : fds) {
+          for (int fd : per_worker) {
+            if (fd >= 0) ::close(fd);
+          }
+        }
+        fail(error);
+        return;
+      }
+      for (std::size_t w = 0; w < opened.size(); ++w) fds[w][i] = opened[w];
+    }
+    if (cfg->server.workers != old.server.workers) {
+      SLUICE_LOG(Warn, "msg=\"server.workers changes at the next restart, not on reload\"");
+    }
+    if (cfg->log.access != old.log.access) {
+      SLUICE_LOG(Warn, "msg=\"log.access changes at the next restart, not on reload\"");
+    }
+    log::set_level(to_log_level(cfg->log.level));
+    warn_unverified(*cfg);
+    current = gen;
+    for (unsigned w = 0; w < total; ++w) (*workers)[w]->reload(gen, std::move(fds[w]));
+    ++reloads;
+    SLUICE_LOG(Info, "msg=reloaded config=%s generation=%llu reloads=%llu", config_path.c_str(),
+               static_cast<unsigned long long>(gen->number),
+               static_cast<unsigned long long>(reloads));
   }
 };
 
@@ -146,44 +257,14 @@ int main(int argc, char** argv) {
     return 2;
   }
   auto cfg = std::get<std::shared_ptr<const config::Config>>(loaded);
-  // TLS contexts, one per TLS listener, shared by every worker. Built for
-  // --check too, so that a certificate OpenSSL refuses is caught there.
-  std::vector<std::unique_ptr<net::TlsServerContext>> server_contexts;
-  std::vector<std::unique_ptr<net::TlsClientContext>> client_contexts;
-  proxy::TlsContexts tls;
-  for (std::size_t i = 0; i < cfg->listeners.size(); ++i) {
-    const config::Listener& l = cfg->listeners[i];
-    if (!l.tls) {
-      tls.listeners.push_back(nullptr);
-      continue;
-    }
-    std::string error;
-    auto ctx = net::TlsServerContext::build(*l.tls, error);
-    if (!ctx) {
-      std::fprintf(stderr, "%s: listener[%zu].tls: %s\n", args.config.c_str(), i, error.c_str());
-      return 2;
-    }
-    tls.listeners.push_back(ctx.get());
-    server_contexts.push_back(std::move(ctx));
-  }
-  for (std::size_t i = 0; i < cfg->upstreams.size(); ++i) {
-    const config::Upstream& u = cfg->upstreams[i];
-    if (!u.tls.enabled) {
-      tls.upstreams.push_back(nullptr);
-      continue;
-    }
-    std::string error;
-    auto ctx = net::TlsClientContext::build(u.tls, error);
-    if (!ctx) {
-      std::fprintf(stderr, "%s: upstream[%zu].tls: %s\n", args.config.c_str(), i, error.c_str());
-      return 2;
-    }
-    if (!u.tls.verify && !args.check) {
-      SLUICE_LOG(Warn, "msg=\"upstream TLS certificates are not verified\" upstream=%s",
-                 u.name.c_str());
-    }
-    tls.upstreams.push_back(ctx.get());
-    client_contexts.push_back(std::move(ctx));
+  // TLS contexts, one per TLS listener and TLS upstream, shared by every
+  // worker. Built for --check too, so that a certificate OpenSSL refuses is
+  // caught there.
+  std::string error;
+  auto gen = proxy::Generation::build(cfg, nullptr, error);
+  if (!gen) {
+    std::fprintf(stderr, "%s: %s\n", args.config.c_str(), error.c_str());
+    return 2;
   }
   if (args.check) {
     std::printf("%s: configuration is valid\n", args.config.c_str());
@@ -209,30 +290,31 @@ int main(int argc, char** argv) {
   unsigned nworkers = cfg->server.workers;
   if (nworkers == 0) nworkers = std::max(1u, std::thread::hardware_concurrency());
 
+  warn_unverified(*cfg);
+  std::vector<std::vector<int>> fds(nworkers);
+  for (const config::Listener& l : cfg->listeners) {
+    std::vector<int> opened;
+    if (!open_for_workers(l, nworkers, opened, error)) {
+      std::fprintf(stderr, "sluice: %s\n", error.c_str());
+      return 1;  // the sockets opened so far close with the process
+    }
+    for (unsigned w = 0; w < nworkers; ++w) fds[w].push_back(opened[w]);
+  }
   std::vector<std::unique_ptr<proxy::Worker>> workers;
   for (unsigned i = 0; i < nworkers; ++i) {
-    std::vector<int> fds;
-    for (const config::Listener& l : cfg->listeners) {
-      std::string error;
-      int fd = net::open_listen_socket(reinterpret_cast<const sockaddr*>(&l.addr.storage),
-                                       l.addr.length, l.addr.text, error);
-      if (fd < 0) {
-        std::fprintf(stderr, "sluice: %s\n", error.c_str());
-        for (int f : fds) ::close(f);
-        return 1;
-      }
-      fds.push_back(fd);
-    }
-    workers.push_back(
-        std::make_unique<proxy::Worker>(i, nworkers, cfg, std::move(fds), tls, access_fd));
+    workers.push_back(std::make_unique<proxy::Worker>(i, nworkers, gen, std::move(fds[i]), access_fd));
   }
 
   Supervisor sup;
   sup.loop = uv_default_loop();
   sup.workers = &workers;
   sup.total = nworkers;
+  sup.current = gen;
+  sup.config_path = args.config;
   uv_async_init(sup.loop, &sup.worker_done, Supervisor::on_worker_done);
   sup.worker_done.data = &sup;
+  uv_timer_init(sup.loop, &sup.drain_delay);
+  sup.drain_delay.data = &sup;
   for (uv_signal_t* s : {&sup.sigint, &sup.sigterm, &sup.sighup}) {
     uv_signal_init(sup.loop, s);
     s->data = &sup;

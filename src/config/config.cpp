@@ -102,9 +102,9 @@ class Loader {
 
  private:
   std::optional<Millis> duration(const toml::table& t, std::string_view prefix,
-                                 std::string_view key) {
+                                 std::string_view key, bool allow_zero = false) {
     const auto f = in_.field(t, prefix, key);
-    return f ? in_.as_duration(*f) : std::nullopt;
+    return f ? in_.as_duration(*f, allow_zero) : std::nullopt;
   }
 
   template <typename Int>
@@ -115,7 +115,8 @@ class Loader {
   }
 
   void load_server(const toml::table& root) {
-    const auto* t = in_.section(root, "server", {"workers", "drain_timeout"});
+    const auto* t = in_.section(root, "server",
+                                {"workers", "drain_timeout", "drain_delay", "reload_grace"});
     if (t == nullptr) return;
     if (auto f = in_.field(*t, "server", "workers")) {
       // "auto" is the spelling DESIGN.md uses; it means the same as 0.
@@ -128,6 +129,8 @@ class Loader {
         integer(*t, "server", "workers", 0, kMaxWorkers, config_.server.workers);
     }
     if (auto d = duration(*t, "server", "drain_timeout")) config_.server.drain_timeout = *d;
+    if (auto d = duration(*t, "server", "drain_delay", true)) config_.server.drain_delay = *d;
+    if (auto d = duration(*t, "server", "reload_grace")) config_.server.reload_grace = *d;
   }
 
   void load_limits(const toml::table& root) {

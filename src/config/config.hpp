@@ -41,6 +41,8 @@ struct SocketAddress {
 struct ServerSettings {
   unsigned workers = 0;            // 0 = one per CPU (resolved by the caller)
   Millis drain_timeout{30'000};    // SIGTERM: in-flight requests get this long
+  Millis drain_delay{0};           // SIGTERM: /readyz fails this long before listeners close
+  Millis reload_grace{30'000};     // SIGHUP: 1012 closes are spread over this
 };
 
 struct Limits {

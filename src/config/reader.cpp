@@ -151,7 +151,7 @@ std::optional<std::int64_t> Reader::as_integer(const Field& f, std::int64_t min,
   return v;
 }
 
-std::optional<Millis> Reader::as_duration(const Field& f) {
+std::optional<Millis> Reader::as_duration(const Field& f, bool allow_zero) {
   const auto* s = f.node->as_string();
   if (s == nullptr) {
     error(f, "expected a string such as \"10s\" (units ms, s, m, h)");
@@ -163,8 +163,8 @@ std::optional<Millis> Reader::as_duration(const Field& f) {
                  ": expected a whole number and a unit (ms, s, m or h)");
     return std::nullopt;
   }
-  if (!d || d->count() <= 0 || *d > kMaxDuration) {
-    error(f, "must be greater than 0 and at most 24h");
+  if (!d || d->count() < (allow_zero ? 0 : 1) || *d > kMaxDuration) {
+    error(f, allow_zero ? "must be at most 24h" : "must be greater than 0 and at most 24h");
     return std::nullopt;
   }
   return d;

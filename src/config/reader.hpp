@@ -64,8 +64,8 @@ class Reader {
   std::optional<std::string> as_string(const Field& f);
   std::optional<bool> as_bool(const Field& f);
   std::optional<std::int64_t> as_integer(const Field& f, std::int64_t min, std::int64_t max);
-  // A duration string, greater than 0 and at most 24h.
-  std::optional<Millis> as_duration(const Field& f);
+  // A duration string, greater than 0 (or 0 too, with `allow_zero`) and at most 24h.
+  std::optional<Millis> as_duration(const Field& f, bool allow_zero = false);
   // An integer or a size string within min..max; `range` shows the bounds in messages.
   std::optional<std::uint64_t> as_size(const Field& f, std::uint64_t min, std::uint64_t max,
                                        const std::string& range);

@@ -129,6 +129,8 @@ class Parser {
   // Between messages only: gives back the head's storage (it is rebuilt,
   // allocating, by the next message).
   void trim() noexcept;
+  // New limits from the next message head on (a reload changed them).
+  void set_limits(const HeadLimits& limits) noexcept { limits_ = limits; }
 
   bool message_complete() const noexcept { return message_done_; }
   // The last message was an upgrade (or CONNECT): the bytes after it belong

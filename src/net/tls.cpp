@@ -238,6 +238,10 @@ SSL* TlsServerContext::new_ssl() const {
   return ssl;
 }
 
+void TlsServerContext::adopt_ticket_secret(const TlsServerContext& other) noexcept {
+  std::memcpy(ticket_secret_, other.ticket_secret_, sizeof ticket_secret_);
+}
+
 std::size_t TlsServerContext::pick(std::string_view host) const noexcept {
   for (std::size_t i = 0; i < entries_.size(); ++i) {
     for (const std::string& n : entries_[i].names) {

@@ -36,6 +36,9 @@ class TlsServerContext {
 
   // A new server-side SSL (accept state), or nullptr when out of memory.
   SSL* new_ssl() const;
+  // Takes `other`'s ticket secret, so that tickets `other` issued still
+  // resume here (a reload building this context for the same listener).
+  void adopt_ticket_secret(const TlsServerContext& other) noexcept;
   // The certificate set SNI picks for `host` (lower case): for tests.
   std::size_t pick(std::string_view host) const noexcept;
 

@@ -59,12 +59,11 @@ const char* to_string(CloseReason r) noexcept {
 
 Session::Session(Worker& worker, std::uint64_t id, const net::TlsServerContext* tls)
     : w_(worker),
-      cfg_(worker.config()),
+      view_(&worker.acquire()),
       id_(id),
       tls_ctx_(tls),
-      req_parser_(http::Parser::Kind::Request, req_side_, request_limits(worker.config().limits)),
-      resp_parser_(http::Parser::Kind::Response, resp_side_,
-                   response_limits(worker.config().limits)) {
+      req_parser_(http::Parser::Kind::Request, req_side_, request_limits(cfg().limits)),
+      resp_parser_(http::Parser::Kind::Response, resp_side_, response_limits(cfg().limits)) {
   if (tls) {
     client_ = &transport_.emplace<net::TlsTransport>(worker.io(), *this);
   } else {
@@ -83,7 +82,10 @@ net::TcpTransport& Session::tcp() noexcept {
 
 net::TlsTransport* Session::tls() noexcept { return std::get_if<net::TlsTransport>(&transport_); }
 
-Session::~Session() { w_.remove(this); }
+Session::~Session() {
+  w_.release(*view_);
+  w_.remove(this);
+}
 
 bool Session::start(uv_stream_t* listener) {
   if (tcp().init() != 0 || uv_accept(listener, tcp().stream()) != 0) {
@@ -121,7 +123,7 @@ bool Session::start(uv_stream_t* listener) {
   phase_ = Phase::Idle;
   // The first request head, and before it the TLS handshake, must arrive
   // within the header timeout.
-  arm_timer(static_cast<std::uint64_t>(cfg_.timeouts.header.count()));
+  arm_timer(static_cast<std::uint64_t>(cfg().timeouts.header.count()));
   client_->read_start();
   return true;
 }
@@ -137,12 +139,11 @@ void Session::refuse() {
   start_finishing(CloseReason::Refused);
 }
 
-void Session::drain() {
+void Session::drain(std::uint64_t ws_delay_ms) {
   draining_ = true;
   client_keep_alive_ = false;
   if (phase_ == Phase::WebSocket) {
-    ws_gateway_close(1001, "going away");
-    ws_after_io();
+    ws_retire(1001, "going away", ws_delay_ms);
     return;
   }
   if (phase_ == Phase::Idle && in_len_ == 0) finish(CloseReason::Drained);
@@ -167,9 +168,9 @@ void Session::on_read(Block* block, std::size_t n) {
   if (phase_ == Phase::Idle) {
     phase_ = Phase::ReadHead;
     started_ns_ = uv_hrtime();
-    if (requests_ > 0) arm_timer(static_cast<std::uint64_t>(cfg_.timeouts.header.count()));
+    if (requests_ > 0) arm_timer(static_cast<std::uint64_t>(cfg().timeouts.header.count()));
   } else if (phase_ == Phase::Proxying) {
-    arm_timer(static_cast<std::uint64_t>(cfg_.timeouts.idle.count()));
+    arm_timer(static_cast<std::uint64_t>(cfg().timeouts.idle.count()));
   }
   in_block_ = BlockRef::share(block);
   in_off_ = 0;
@@ -245,7 +246,7 @@ void Session::on_timer(uv_timer_t* t) noexcept {
         self->respond_local(408, CloseReason::HeaderTimeout);
       } else if (!self->trimmed_) {
         self->trim();
-        const std::uint64_t idle = static_cast<std::uint64_t>(self->cfg_.timeouts.idle.count());
+        const std::uint64_t idle = static_cast<std::uint64_t>(self->cfg().timeouts.idle.count());
         self->arm_timer(idle > kTrimAfterMs ? idle - kTrimAfterMs : 1);
       } else {
         self->finish(CloseReason::IdleTimeout);
@@ -352,6 +353,13 @@ void Session::on_request_error() {
 
 http::ParserHandler::Next Session::on_request_head(http::MessageHead& head) {
   using Next = http::ParserHandler::Next;
+  if (view_ != &w_.view()) {
+    // A reload happened since the last exchange: this one uses the new config.
+    w_.release(*view_);
+    view_ = &w_.acquire();
+    req_parser_.set_limits(request_limits(cfg().limits));
+    resp_parser_.set_limits(response_limits(cfg().limits));
+  }
   method_ = head.method;
   client_http10_ = head.version_minor == 0;
   client_keep_alive_ = head.keep_alive && !draining_;
@@ -391,14 +399,14 @@ http::ParserHandler::Next Session::on_request_head(http::MessageHead& head) {
     local_status_ = 400;
     return next;
   }
-  if (head.has_content_length && head.content_length > cfg_.limits.body_bytes) {
+  if (head.has_content_length && head.content_length > cfg().limits.body_bytes) {
     local_status_ = 413;
     return next;
   }
   if (auto expect = head.find("expect")) {
     expect_continue_ = !client_http10_ && req_has_body_ && http::iequals(*expect, "100-continue");
   }
-  route_ = w_.router().match(std::string_view(host, host_len), path == "*" ? "/" : path);
+  route_ = view_->router.match(std::string_view(host, host_len), path == "*" ? "/" : path);
   if (!route_) {
     local_status_ = 404;
     return next;
@@ -427,7 +435,7 @@ http::ParserHandler::Next Session::on_request_head(http::MessageHead& head) {
     ws_extensions = offered_extensions(head, route_->websocket);
     ws_forward = {ws_key_, ws_protocols, ws_extensions};
   }
-  pool_ = &w_.pool(route_->upstream_index);
+  pool_ = view_->pools[route_->upstream_index];
   std::string_view up_path = path;
   if (route_->strip_prefix && path != "*") {
     up_path = path.substr(route_->path_prefix.size());
@@ -447,7 +455,7 @@ http::ParserHandler::Next Session::on_request_head(http::MessageHead& head) {
 
 bool Session::on_request_body(const char* p, std::size_t n) {
   req_body_bytes_ += n;
-  if (req_body_bytes_ > cfg_.limits.body_bytes) {
+  if (req_body_bytes_ > cfg().limits.body_bytes) {
     body_too_large_ = true;
     return false;
   }
@@ -538,7 +546,7 @@ void Session::end_exchange() {
   // per-request buffers (on_timer), so idle connections cost little, while
   // busy keep-alive ones never reallocate.
   trimmed_ = false;
-  const std::uint64_t idle = static_cast<std::uint64_t>(cfg_.timeouts.idle.count());
+  const std::uint64_t idle = static_cast<std::uint64_t>(cfg().timeouts.idle.count());
   arm_timer(idle > kTrimAfterMs ? kTrimAfterMs : idle);
   req_parser_.resume();
   pump();
@@ -569,7 +577,7 @@ void Session::start_finishing(CloseReason reason) {
   if (client_->write_pending() == 0) {
     linger();
   } else {
-    arm_timer(static_cast<std::uint64_t>(cfg_.timeouts.idle.count()));
+    arm_timer(static_cast<std::uint64_t>(cfg().timeouts.idle.count()));
   }
 }
 

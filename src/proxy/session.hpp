@@ -26,10 +26,9 @@
 #include "net/tls.hpp"
 #include "net/transport.hpp"
 #include "proxy/upstream.hpp"
+#include "proxy/worker.hpp"
 
 namespace sluice::proxy {
-
-class Worker;
 
 enum class CloseReason : std::uint8_t {
   None,
@@ -54,13 +53,20 @@ class Session final : public net::TransportHandler, public UpstreamUser {
   bool start(uv_stream_t* listener);
   // Over the connection limit: answer 503 and close.
   void refuse();
-  // Shutdown: idle connections close now; busy ones after their current response.
-  void drain();
+  // Shutdown: idle connections close now; busy ones after their current
+  // response; a WebSocket session is closed 1001 after `ws_delay_ms`.
+  void drain(std::uint64_t ws_delay_ms);
+  // A reload made `now` the newest view. A WebSocket session whose route or
+  // upstream is gone from it is closed 1012 within `grace_ms` (returns true);
+  // anything else moves to `now` at its next request.
+  bool reloaded(const ConfigView& now, std::uint64_t grace_ms);
   // Shutdown deadline passed: close whatever is left.
   void abort();
 
   Session* prev_ = nullptr;  // worker's list of live sessions
   Session* next_ = nullptr;
+
+  static constexpr std::uint64_t kCloseTimeoutMs = 5'000;  // for a WebSocket close handshake
 
  private:
   enum class Phase : std::uint8_t {
@@ -145,6 +151,7 @@ class Session final : public net::TransportHandler, public UpstreamUser {
   void ws_resume_reads(bool client);
   void ws_fail(bool client, std::uint16_t code, const char* reason);
   void ws_gateway_close(std::uint16_t code, const char* reason);
+  void ws_retire(std::uint16_t code, const char* reason, std::uint64_t delay_ms);
   void ws_send_close(bool client, std::uint16_t code, const char* reason);
   void ws_send_deferred();
   bool ws_write(bool client);
@@ -170,7 +177,8 @@ class Session final : public net::TransportHandler, public UpstreamUser {
   static void on_timer_closed(uv_handle_t* h) noexcept;
 
   Worker& w_;
-  const config::Config& cfg_;
+  ConfigView* view_;  // acquired from the worker; the current exchange's config
+  const config::Config& cfg() const noexcept { return view_->config(); }
   std::uint64_t id_;
   net::TcpTransport& tcp() noexcept;
   net::TlsTransport* tls() noexcept;  // nullptr on a plain connection

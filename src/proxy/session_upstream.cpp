@@ -61,12 +61,12 @@ void Session::start_forwarding(UpstreamConn& conn) {
     to_client_.append_copy(http::kContinue100);
     flush_client();
   }
-  conn.arm_timer(static_cast<std::uint64_t>(cfg_.timeouts.upstream_response.count()));
+  conn.arm_timer(static_cast<std::uint64_t>(cfg().timeouts.upstream_response.count()));
   resp_parser_.reset();
   conn.transport().read_start();
   if (!req_done_) {
     req_parser_.resume();
-    arm_timer(static_cast<std::uint64_t>(cfg_.timeouts.idle.count()));
+    arm_timer(static_cast<std::uint64_t>(cfg().timeouts.idle.count()));
   }
   pump();
 }
@@ -141,7 +141,7 @@ void Session::on_upstream_read(Block* block, std::size_t n) {
   }
   cur_resp_block_ = nullptr;
   flush_client();
-  if (phase_ == Phase::Proxying) arm_timer(static_cast<std::uint64_t>(cfg_.timeouts.idle.count()));
+  if (phase_ == Phase::Proxying) arm_timer(static_cast<std::uint64_t>(cfg().timeouts.idle.count()));
 }
 
 http::ParserHandler::Next Session::on_response_head(http::MessageHead& head) {

@@ -23,7 +23,6 @@ namespace sluice::proxy {
 
 namespace {
 
-constexpr std::uint64_t kCloseTimeoutMs = 5'000;  // for a close handshake to complete
 constexpr std::uint64_t kDeferMs = 1'000;         // a failed side's close waits at most this
 constexpr std::size_t kMaxCloseReason = 123;      // 125 minus the code
 
@@ -122,7 +121,13 @@ void Session::start_websocket(Block* block, std::size_t off, std::size_t end) {
     ws_client_read(held.get(), held_off, held_off + held_len);
   }
   if (phase_ != Phase::WebSocket) return;
-  if (draining_) ws_gateway_close(1001, "going away");
+  if (draining_) {
+    ws_gateway_close(1001, "going away");
+  } else if (view_ != &w_.view() && !w_.view().still_routes(*route_, pool_)) {
+    // Routed before a reload that took this route or its upstream away.
+    ws_retire(1012, "service restart",
+              w_.jitter(static_cast<std::uint64_t>(w_.view().config().server.reload_grace.count())));
+  }
   ws_after_io();
   // What the handshake left in the write batches' storage goes back too:
   // most WebSocket connections are idle most of the time.
@@ -247,6 +252,22 @@ void Session::ws_send_deferred() {
 
 // The gateway ends the session (idle, ping timeout, shutdown): both sides get
 // the code and their replies are awaited.
+bool Session::reloaded(const ConfigView& now, std::uint64_t grace_ms) {
+  if (phase_ != Phase::WebSocket || view_ == &now || now.still_routes(*route_, pool_)) return false;
+  ws_retire(1012, "service restart", w_.jitter(grace_ms));
+  return true;
+}
+
+void Session::ws_retire(std::uint16_t code, const char* reason, std::uint64_t delay_ms) {
+  WsState& ws = *ws_;
+  const std::uint64_t at = uv_now(w_.io().loop()) + delay_ms;
+  if (ws.retire_code != 0 && ws.retire_ms <= at) return;  // an earlier one stands
+  ws.retire_code = code;
+  ws.retire_reason = reason;
+  ws.retire_ms = at;
+  ws_arm_timer();
+}
+
 void Session::ws_gateway_close(std::uint16_t code, const char* reason) {
   WsState& ws = *ws_;
   if (ws.close_code == 0) {
@@ -439,6 +460,7 @@ void Session::ws_arm_timer() {
     } else if (!ws.ping_due) {
       due = std::min(due, ws.next_ping_ms);
     }
+    if (ws.retire_code != 0) due = std::min(due, ws.retire_ms);
   }
   if (ws.deferred_code != 0 && ws.deferred_deadline_ms < due) due = ws.deferred_deadline_ms;
   // Data frames only push deadlines later: the timer then fires early and is
@@ -467,6 +489,8 @@ void Session::ws_on_timer() {
       finish(CloseReason::WebSocketClosed);
       return;
     }
+  } else if (ws.retire_code != 0 && now >= ws.retire_ms) {
+    ws_gateway_close(ws.retire_code, ws.retire_reason);
   } else if (now >= ws.last_data_ms + static_cast<std::uint64_t>(ws.conf.idle_timeout.count())) {
     ws_gateway_close(1001, "idle timeout");
   } else if (ws.ping_outstanding && !ws.client.paused &&

@@ -87,6 +87,10 @@ struct Session::WsState {
   bool deferred_now = false;        // the reply came: send it
   const char* deferred_reason = "";
   std::uint64_t deferred_deadline_ms = 0;
+  // A close the gateway has scheduled (reload 1012, drain or max_session 1001).
+  std::uint16_t retire_code = 0;    // 0: none
+  const char* retire_reason = "";
+  std::uint64_t retire_ms = 0;
   std::uint16_t close_code = 0;     // the first close code seen or sent
   const char* closed_by = "-";      // "client", "upstream" or "gateway"
 };

@@ -31,11 +31,19 @@ std::uint32_t mix(std::uint32_t a, std::uint32_t b) noexcept {
 
 // ---- UpstreamPool
 
-UpstreamPool::UpstreamPool(net::IoContext& io, const config::Upstream& conf,
-                           const config::Timeouts& timeouts, const net::TlsClientContext* tls)
-    : io_(io), conf_(conf), timeouts_(timeouts), tls_(tls) {
-  servers_.resize(conf.servers.size());
-  for (std::size_t i = 0; i < servers_.size(); ++i) servers_[i].conf = &conf.servers[i];
+UpstreamPool::UpstreamPool(net::IoContext& io, std::shared_ptr<const Generation> gen,
+                           std::size_t index)
+    : io_(io) {
+  servers_.resize(gen->config->upstreams[index].servers.size());
+  rebind(std::move(gen), index);
+}
+
+void UpstreamPool::rebind(std::shared_ptr<const Generation> gen, std::size_t index) {
+  gen_ = std::move(gen);
+  conf_ = &gen_->config->upstreams[index];
+  timeouts_ = &gen_->config->timeouts;
+  tls_ = gen_->upstream_context(index);
+  for (std::size_t i = 0; i < servers_.size(); ++i) servers_[i].conf = &conf_->servers[i];
 }
 
 UpstreamPool::~UpstreamPool() = default;
@@ -51,7 +59,7 @@ ServerState* UpstreamPool::pick(std::uint32_t client_hash, const ServerState* av
   };
   const std::size_t n = servers_.size();
   ServerState* best = nullptr;
-  switch (conf_.balance) {
+  switch (conf_->balance) {
     case config::Balance::RoundRobin:
       for (std::size_t i = 0; i < n; ++i) {
         ServerState& s = servers_[(rr_next_ + i) % n];
@@ -113,14 +121,14 @@ void UpstreamPool::record_success(ServerState& s) noexcept {
 
 void UpstreamPool::record_failure(ServerState& s) noexcept {
   ++s.fails;
-  if (s.fails >= conf_.max_fails) {
+  if (s.fails >= conf_->max_fails) {
     std::uint64_t now = uv_now(io_.loop());
     if (s.ejected_until <= now) {
       SLUICE_LOG(Warn, "msg=\"upstream server ejected\" upstream=%s server=%s fails=%u for_ms=%lld",
-                 conf_.name.c_str(), s.conf->addr.text.c_str(), s.fails,
-                 static_cast<long long>(conf_.fail_timeout.count()));
+                 conf_->name.c_str(), s.conf->addr.text.c_str(), s.fails,
+                 static_cast<long long>(conf_->fail_timeout.count()));
     }
-    s.ejected_until = now + static_cast<std::uint64_t>(conf_.fail_timeout.count());
+    s.ejected_until = now + static_cast<std::uint64_t>(conf_->fail_timeout.count());
   }
 }
 
@@ -170,7 +178,7 @@ int UpstreamConn::start_connect(UpstreamUser& user) {
     return r;
   }
   uv_timer_start(&timer_, on_timer,
-                 static_cast<std::uint64_t>(pool_.timeouts_.upstream_connect.count()), 0);
+                 static_cast<std::uint64_t>(pool_.timeouts_->upstream_connect.count()), 0);
   return 0;
 }
 
@@ -253,7 +261,7 @@ void UpstreamConn::release() {
   --server_.active;
   user_ = nullptr;
   uv_timer_stop(&timer_);
-  if (pool_.draining_ || server_.idle_count >= pool_.conf_.keepalive ||
+  if (pool_.draining_ || server_.idle_count >= pool_.conf_->keepalive ||
       transport_->write_pending() != 0) {
     state_ = State::Active;  // close() below moves it to Closing
     close();
@@ -266,7 +274,7 @@ void UpstreamConn::release() {
   server_.idle_head = this;
   ++server_.idle_count;
   transport_->read_start();  // to see the server close it, or send junk
-  uv_timer_start(&timer_, on_timer, static_cast<std::uint64_t>(pool_.timeouts_.idle.count()), 0);
+  uv_timer_start(&timer_, on_timer, static_cast<std::uint64_t>(pool_.timeouts_->idle.count()), 0);
 }
 
 void UpstreamConn::abandon() {

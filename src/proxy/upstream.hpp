@@ -17,6 +17,7 @@
 
 #include "config/config.hpp"
 #include "net/tls.hpp"
+#include "proxy/generation.hpp"
 #include "net/transport.hpp"
 
 namespace sluice::proxy {
@@ -51,9 +52,8 @@ struct ServerState {
 
 class UpstreamPool {
  public:
-  // `tls`: the upstream's TLS client context (shared by all workers), or nullptr.
-  UpstreamPool(net::IoContext& io, const config::Upstream& conf, const config::Timeouts& timeouts,
-               const net::TlsClientContext* tls = nullptr);
+  // The pool for `gen`'s upstream number `index`; it keeps `gen` alive.
+  UpstreamPool(net::IoContext& io, std::shared_ptr<const Generation> gen, std::size_t index);
   ~UpstreamPool();
   UpstreamPool(const UpstreamPool&) = delete;
   UpstreamPool& operator=(const UpstreamPool&) = delete;
@@ -71,14 +71,18 @@ class UpstreamPool {
   void close_idle();
   // From now on, released connections are closed instead of parked.
   void start_draining() { draining_ = true; close_idle(); }
-  const config::Upstream& conf() const noexcept { return conf_; }
+  const config::Upstream& conf() const noexcept { return *conf_; }
+  // A reload kept this pool (same_servers() holds): connections made from
+  // now on use `gen`'s settings and TLS context; parked ones stay.
+  void rebind(std::shared_ptr<const Generation> gen, std::size_t index);
 
  private:
   friend class UpstreamConn;
   net::IoContext& io_;
-  const config::Upstream& conf_;
-  const config::Timeouts& timeouts_;
-  const net::TlsClientContext* tls_;
+  std::shared_ptr<const Generation> gen_;  // what conf_, timeouts_ and tls_ point into
+  const config::Upstream* conf_ = nullptr;
+  const config::Timeouts* timeouts_ = nullptr;
+  const net::TlsClientContext* tls_ = nullptr;
   std::vector<ServerState> servers_;
   std::uint32_t rr_next_ = 0;
   bool draining_ = false;

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cinttypes>
+#include <cstring>
 
 #include "core/log.hpp"
 #include "proxy/session.hpp"
@@ -17,55 +18,103 @@ uv_handle_t* as_handle(T* h) noexcept {
 }
 }  // namespace
 
-Worker::Worker(unsigned index, unsigned worker_count, std::shared_ptr<const config::Config> config,
-               std::vector<int> listen_fds, TlsContexts tls, int access_fd)
+bool ConfigView::still_routes(const config::Route& route, const UpstreamPool* pool) const noexcept {
+  for (const config::Route& r : gen->config->routes) {
+    if (r.host == route.host && r.path_prefix == route.path_prefix) {
+      return pools[r.upstream_index] == pool;
+    }
+  }
+  return false;
+}
+
+Worker::Worker(unsigned index, unsigned worker_count, std::shared_ptr<const Generation> gen,
+               std::vector<int> listen_fds, int access_fd)
     : index_(index),
+      worker_count_(worker_count),
       io_(&loop_),
-      config_(std::move(config)),
-      router_(config_->routes),
       listen_fds_(std::move(listen_fds)),
-      tls_(std::move(tls)),
       access_log_(access_fd),
       id_step_(worker_count),
-      next_id_(index) {
+      next_id_(index),
+      jitter_rng_(static_cast<unsigned>(uv_hrtime()) ^ (index * 2654435761u)) {
   uv_loop_init(&loop_);
   // Initialised here, not in run(): stop() may be called (a signal right
   // after start) before this worker's thread has begun. A stop that early is
   // simply pending until the loop runs.
-  uv_async_init(&loop_, &stop_async_, on_async);
-  stop_async_.data = this;
-  for (std::size_t i = 0; i < config_->upstreams.size(); ++i) {
-    const net::TlsClientContext* tls = i < tls_.upstreams.size() ? tls_.upstreams[i] : nullptr;
-    pools_.push_back(
-        std::make_unique<UpstreamPool>(io_, config_->upstreams[i], config_->timeouts, tls));
-  }
-  std::uint64_t share = (config_->limits.max_connections + worker_count - 1) / worker_count;
-  max_sessions_ = share == 0 ? 1 : share;
+  uv_async_init(&loop_, &async_, on_async);
+  async_.data = this;
+  add_view(std::move(gen));
 }
 
 Worker::~Worker() {
   for (int fd : listen_fds_) {
     if (fd >= 0) ::close(fd);
   }
+  for (PendingReload& r : pending_) {
+    for (int fd : r.fds) {
+      if (fd >= 0) ::close(fd);
+    }
+  }
+}
+
+ConfigView& Worker::add_view(std::shared_ptr<const Generation> gen) {
+  const config::Config& c = *gen->config;
+  auto view = std::make_unique<ConfigView>(gen);
+  for (std::size_t i = 0; i < c.upstreams.size(); ++i) {
+    UpstreamPool* pool = nullptr;
+    for (PoolSlot& p : pools_) {
+      if (same_servers(p.pool->conf(), c.upstreams[i])) {
+        pool = p.pool.get();
+        pool->rebind(gen, i);
+        ++p.views;
+        break;
+      }
+    }
+    if (!pool) {
+      pools_.push_back(PoolSlot{std::make_unique<UpstreamPool>(io_, gen, i), 1});
+      pool = pools_.back().pool.get();
+    }
+    view->pools.push_back(pool);
+  }
+  std::uint64_t share = (c.limits.max_connections + worker_count_ - 1) / worker_count_;
+  max_sessions_ = share == 0 ? 1 : share;
+  views_.push_back(std::move(view));
+  return *views_.back();
+}
+
+void Worker::release(ConfigView& v) noexcept {
+  if (--v.users == 0 && &v != views_.back().get()) free_view(&v);
+}
+
+void Worker::free_view(ConfigView* v) {
+  for (UpstreamPool* pool : v->pools) {
+    for (auto it = pools_.begin(); it != pools_.end(); ++it) {
+      if (it->pool.get() != pool || --it->views != 0) continue;
+      // No view routes to it any more, so no session holds one of its
+      // connections: parked ones close, and connections already closing
+      // do not touch their pool again.
+      it->pool->close_idle();
+      pools_.erase(it);
+      break;
+    }
+  }
+  for (auto it = views_.begin(); it != views_.end(); ++it) {
+    if (it->get() == v) {
+      views_.erase(it);
+      break;
+    }
+  }
+}
+
+std::uint64_t Worker::jitter(std::uint64_t window_ms) noexcept {
+  if (window_ms == 0) return 0;
+  return std::uniform_int_distribution<std::uint64_t>(0, window_ms - 1)(jitter_rng_);
 }
 
 void Worker::run() {
-  listeners_ = std::make_unique<ListenerSlot[]>(listen_fds_.size());
   for (std::size_t i = 0; i < listen_fds_.size(); ++i) {
-    ListenerSlot& slot = listeners_[i];
-    slot.worker = this;
-    slot.tls = i < tls_.listeners.size() ? tls_.listeners[i] : nullptr;
-    uv_tcp_t* l = &slot.handle;
-    uv_tcp_init(&loop_, l);
-    l->data = &slot;
-    int r = uv_tcp_open(l, listen_fds_[i]);
-    if (r == 0) {
-      listen_fds_[i] = -1;  // the handle owns it now
-      r = uv_listen(reinterpret_cast<uv_stream_t*>(l), 4096, on_connection);
-    }
-    if (r != 0) {
-      SLUICE_LOG(Error, "worker=%u msg=\"listen failed\" error=%s", index_, uv_strerror(r));
-    }
+    open_listener(i, listen_fds_[i]);
+    listen_fds_[i] = -1;  // the handle owns it now (or it is closed)
   }
   uv_timer_init(&loop_, &drain_timer_);
   drain_timer_.data = this;
@@ -105,9 +154,101 @@ void Worker::run() {
   }
 }
 
-void Worker::stop() { uv_async_send(&stop_async_); }
+void Worker::open_listener(std::size_t index, int fd) {
+  auto slot = std::make_unique<ListenerSlot>();
+  slot->worker = this;
+  slot->addr = view().config().listeners[index].addr;
+  slot->tls = view().gen->listener_context(index);
+  uv_tcp_t* l = &slot->handle;
+  uv_tcp_init(&loop_, l);
+  l->data = slot.get();
+  int r = uv_tcp_open(l, fd);
+  if (r != 0) {
+    ::close(fd);
+  } else {
+    r = uv_listen(reinterpret_cast<uv_stream_t*>(l), 4096, on_connection);
+  }
+  if (r != 0) {
+    SLUICE_LOG(Error, "worker=%u msg=\"listen failed\" listener=%s error=%s", index_,
+               slot->addr.text.c_str(), uv_strerror(r));
+  }
+  if (listeners_.size() <= index) listeners_.resize(index + 1);
+  listeners_[index] = std::move(slot);
+}
 
-void Worker::on_async(uv_async_t* a) noexcept { static_cast<Worker*>(a->data)->begin_drain(); }
+void Worker::stop() {
+  stop_requested_.store(true);
+  uv_async_send(&async_);
+}
+
+void Worker::reload(std::shared_ptr<const Generation> gen, std::vector<int> listen_fds) {
+  {
+    std::lock_guard<std::mutex> lock(pending_mutex_);
+    pending_.push_back(PendingReload{std::move(gen), std::move(listen_fds)});
+  }
+  uv_async_send(&async_);
+}
+
+void Worker::on_async(uv_async_t* a) noexcept {
+  auto* self = static_cast<Worker*>(a->data);
+  std::vector<PendingReload> pending;
+  {
+    std::lock_guard<std::mutex> lock(self->pending_mutex_);
+    pending.swap(self->pending_);
+  }
+  for (PendingReload& r : pending) {
+    if (self->draining_ || self->stop_requested_.load()) {
+      for (int fd : r.fds) {
+        if (fd >= 0) ::close(fd);
+      }
+      continue;
+    }
+    self->apply_reload(std::move(r));
+  }
+  if (self->stop_requested_.load()) self->begin_drain();
+}
+
+void Worker::apply_reload(PendingReload r) {
+  ConfigView* old = views_.back().get();
+  ConfigView& now = add_view(std::move(r.gen));
+  const config::Config& c = now.config();
+  // Listeners: kept by address (no accept gap), new ones opened, the rest closed.
+  std::vector<std::unique_ptr<ListenerSlot>> previous = std::move(listeners_);
+  listeners_.clear();
+  for (std::size_t i = 0; i < c.listeners.size(); ++i) {
+    const config::SocketAddress& a = c.listeners[i].addr;
+    if (r.fds[i] >= 0) {
+      open_listener(i, r.fds[i]);
+      continue;
+    }
+    for (auto& slot : previous) {
+      if (slot && slot->addr.length == a.length &&
+          std::memcmp(&slot->addr.storage, &a.storage, a.length) == 0) {
+        slot->tls = now.gen->listener_context(i);
+        if (listeners_.size() <= i) listeners_.resize(i + 1);
+        listeners_[i] = std::move(slot);
+        break;
+      }
+    }
+  }
+  for (auto& slot : previous) {
+    if (!slot) continue;
+    ListenerSlot* gone = slot.release();
+    uv_close(as_handle(&gone->handle),
+             [](uv_handle_t* h) { delete static_cast<ListenerSlot*>(h->data); });
+  }
+  // WebSocket sessions whose route or upstream went away are told to
+  // reconnect (1012), spread over reload_grace so their clients do not all
+  // come back at once.
+  const std::uint64_t grace = static_cast<std::uint64_t>(c.server.reload_grace.count());
+  std::size_t retired = 0;
+  for (Session* s = sessions_; s; s = s->next_) {
+    if (s->reloaded(now, grace)) ++retired;
+  }
+  SLUICE_LOG(Info, "worker=%u msg=reloaded generation=%llu sessions=%zu websocket_retiring=%zu",
+             index_, static_cast<unsigned long long>(now.gen->number), session_count_, retired);
+  if (old->users == 0) free_view(old);
+}
 
 void Worker::on_connection(uv_stream_t* server, int status) noexcept {
   auto* slot = static_cast<ListenerSlot*>(server->data);
@@ -146,18 +287,23 @@ void Worker::begin_drain() {
   if (draining_) return;
   draining_ = true;
   SLUICE_LOG(Info, "worker=%u msg=draining sessions=%zu", index_, session_count_);
-  for (std::size_t i = 0; i < listen_fds_.size(); ++i) {
-    uv_tcp_t* l = &listeners_[i].handle;
-    if (!uv_is_closing(as_handle(l))) uv_close(as_handle(l), nullptr);
+  for (auto& slot : listeners_) {
+    if (slot && !uv_is_closing(as_handle(&slot->handle))) uv_close(as_handle(&slot->handle), nullptr);
   }
-  for (auto& p : pools_) p->start_draining();
+  for (PoolSlot& p : pools_) p.pool->start_draining();
+  // WebSocket sessions get their 1001 spread over the drain, so that their
+  // clients do not all reconnect elsewhere at once; the last part of the
+  // drain is left for their close handshakes.
+  const std::uint64_t timeout = static_cast<std::uint64_t>(view().config().server.drain_timeout.count());
+  const std::uint64_t window = timeout > 2 * Session::kCloseTimeoutMs
+                                   ? timeout - Session::kCloseTimeoutMs
+                                   : timeout / 2;
   for (Session* s = sessions_; s;) {
     Session* next = s->next_;  // drain() may finish s, but it is freed only later
-    s->drain();
+    s->drain(jitter(window));
     s = next;
   }
-  uv_timer_start(&drain_timer_, on_drain_timeout,
-                 static_cast<std::uint64_t>(config_->server.drain_timeout.count()), 0);
+  uv_timer_start(&drain_timer_, on_drain_timeout, timeout, 0);
   maybe_done();
 }
 
@@ -177,8 +323,8 @@ void Worker::on_flush(uv_timer_t* t) noexcept { static_cast<Worker*>(t->data)->a
 void Worker::maybe_done() {
   if (done_ || session_count_ != 0) return;
   done_ = true;
-  for (auto& p : pools_) p->close_idle();
-  uv_close(as_handle(&stop_async_), nullptr);
+  for (PoolSlot& p : pools_) p.pool->close_idle();
+  uv_close(as_handle(&async_), nullptr);
   uv_close(as_handle(&drain_timer_), nullptr);
   uv_close(as_handle(&flush_timer_), nullptr);
 }

@@ -1,6 +1,14 @@
 // Worker: one thread, one libuv loop, its own listening sockets, sessions,
 // upstream pools, buffers and access-log buffer. Shares nothing on the data
-// path with other workers; the only cross-thread call is stop() (uv_async).
+// path with other workers; the only cross-thread calls are stop() and
+// reload(), both through one uv_async.
+//
+// Reload: the worker keeps one ConfigView per generation still in use. New
+// connections and new requests take the newest; a session holds the view it
+// started its current exchange under until that exchange (or its WebSocket
+// session) ends, so nothing it points into goes away under it. A pool is
+// kept across a reload when its upstream still names the same servers
+// (same_servers), so parked connections and health state survive.
 #pragma once
 
 #include <uv.h>
@@ -8,12 +16,15 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
+#include <random>
 #include <vector>
 
 #include "config/config.hpp"
 #include "core/access_log.hpp"
 #include "net/tls.hpp"
 #include "net/transport.hpp"
+#include "proxy/generation.hpp"
 #include "proxy/router.hpp"
 #include "proxy/upstream.hpp"
 #include "ws/mask.hpp"
@@ -32,17 +43,27 @@ struct WsCounters {
   std::uint64_t policy_closes = 0;       // sessions the gateway failed (1002, 1007, 1009)
 };
 
-// TLS contexts built once at start and shared read-only by every worker.
-struct TlsContexts {
-  std::vector<const net::TlsServerContext*> listeners;  // per listener; nullptr: plain TCP
-  std::vector<const net::TlsClientContext*> upstreams;  // per upstream; nullptr: plain TCP
+// A generation as one worker uses it. Sessions count as its users.
+struct ConfigView {
+  explicit ConfigView(std::shared_ptr<const Generation> g)
+      : gen(std::move(g)), router(gen->config->routes) {}
+  const config::Config& config() const noexcept { return *gen->config; }
+  // True when a request this view routed to `route` over `pool` would still
+  // go there: a route with the same host and path_prefix exists here and its
+  // upstream is served by the same pool.
+  bool still_routes(const config::Route& route, const UpstreamPool* pool) const noexcept;
+
+  std::shared_ptr<const Generation> gen;
+  Router router;
+  std::vector<UpstreamPool*> pools;  // per upstream index, owned by the worker
+  std::size_t users = 0;
 };
 
 class Worker {
  public:
-  // `listen_fds`: one listening socket per configured listener, owned from now on.
-  Worker(unsigned index, unsigned worker_count, std::shared_ptr<const config::Config> config,
-         std::vector<int> listen_fds, TlsContexts tls, int access_fd);
+  // `listen_fds`: one listening socket per listener of `gen`, owned from now on.
+  Worker(unsigned index, unsigned worker_count, std::shared_ptr<const Generation> gen,
+         std::vector<int> listen_fds, int access_fd);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -52,14 +73,26 @@ class Worker {
   // Any thread, any time after construction (even before run()): stop
   // accepting, finish in-flight requests, then return from run().
   void stop();
+  // Any thread: switch to `gen`. `listen_fds` has one entry per listener of
+  // `gen`: a new socket for an address this worker does not listen on yet,
+  // or -1 to keep the socket it has for that address. Sockets for addresses
+  // `gen` no longer has are closed. Ignored once draining.
+  void reload(std::shared_ptr<const Generation> gen, std::vector<int> listen_fds);
   // After run(): true when the loop closed with no handle left.
   bool clean() const noexcept { return clean_; }
 
   // For sessions (worker thread only).
   net::IoContext& io() noexcept { return io_; }
-  const config::Config& config() const noexcept { return *config_; }
-  const Router& router() const noexcept { return router_; }
-  UpstreamPool& pool(std::size_t i) noexcept { return *pools_[i]; }
+  // The newest view; a session takes it with acquire() and gives it back with
+  // release() (which frees a view nobody uses once a newer one exists).
+  ConfigView& view() noexcept { return *views_.back(); }
+  ConfigView& acquire() noexcept {
+    ++views_.back()->users;
+    return *views_.back();
+  }
+  void release(ConfigView& v) noexcept;
+  // A delay in [0, window_ms) for spreading closes over a window.
+  std::uint64_t jitter(std::uint64_t window_ms) noexcept;
   AccessLog& access_log() noexcept { return access_log_; }
   ws::MaskKeySource& mask_keys() noexcept { return mask_keys_; }
   WsCounters& ws_counters() noexcept { return ws_counters_; }
@@ -67,28 +100,44 @@ class Worker {
   void remove(Session* s) noexcept;
 
  private:
+  struct ListenerSlot {
+    uv_tcp_t handle{};
+    Worker* worker = nullptr;
+    config::SocketAddress addr;
+    const net::TlsServerContext* tls = nullptr;
+  };
+  struct PoolSlot {
+    std::unique_ptr<UpstreamPool> pool;
+    std::uint32_t views = 0;  // views whose pools[] include it
+  };
+  struct PendingReload {
+    std::shared_ptr<const Generation> gen;
+    std::vector<int> fds;
+  };
+
   static void on_connection(uv_stream_t* server, int status) noexcept;
   static void on_async(uv_async_t* a) noexcept;
+  void open_listener(std::size_t index, int fd);
+  void apply_reload(PendingReload r);
+  ConfigView& add_view(std::shared_ptr<const Generation> gen);
+  void free_view(ConfigView* v);
   static void on_drain_timeout(uv_timer_t* t) noexcept;
   static void on_flush(uv_timer_t* t) noexcept;
   void begin_drain();
   void maybe_done();
 
   unsigned index_;
+  unsigned worker_count_;
   uv_loop_t loop_{};
   net::IoContext io_;
-  std::shared_ptr<const config::Config> config_;
-  Router router_;
-  std::vector<std::unique_ptr<UpstreamPool>> pools_;
-  struct ListenerSlot {
-    uv_tcp_t handle{};
-    Worker* worker = nullptr;
-    const net::TlsServerContext* tls = nullptr;
-  };
-  std::vector<int> listen_fds_;
-  TlsContexts tls_;
-  std::unique_ptr<ListenerSlot[]> listeners_;
-  uv_async_t stop_async_{};
+  std::vector<std::unique_ptr<ConfigView>> views_;  // oldest first; back() is the newest
+  std::vector<PoolSlot> pools_;
+  std::vector<int> listen_fds_;  // until run() opens them
+  std::vector<std::unique_ptr<ListenerSlot>> listeners_;  // per listener of the newest view
+  std::mutex pending_mutex_;     // the only lock: reload() hands over a generation
+  std::vector<PendingReload> pending_;
+  std::atomic<bool> stop_requested_{false};
+  uv_async_t async_{};
   uv_timer_t drain_timer_{};
   uv_timer_t flush_timer_{};
   AccessLog access_log_;
@@ -99,6 +148,7 @@ class Worker {
   std::size_t max_sessions_;
   std::uint64_t id_step_;
   std::uint64_t next_id_;
+  std::minstd_rand jitter_rng_;
   bool draining_ = false;
   bool done_ = false;
   bool clean_ = false;

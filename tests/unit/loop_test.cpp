@@ -216,8 +216,9 @@ class RunningWorker {
     }
     config_ = std::get<std::shared_ptr<const Config>>(loaded);
     std::vector<int> fds{listen_fd.release()};
-    worker_ = std::make_unique<sluice::proxy::Worker>(
-        0, 1, config_, std::move(fds), sluice::proxy::TlsContexts{}, -1);
+    auto gen = std::make_shared<sluice::proxy::Generation>();
+    gen->config = config_;
+    worker_ = std::make_unique<sluice::proxy::Worker>(0, 1, gen, std::move(fds), -1);
     ran_ = done_.get_future();
     thread_ = std::thread([this] {
       worker_->run();

@@ -157,10 +157,16 @@ Gateway gateway_to(std::uint16_t upstream_port) {
 }
 
 // Runs a worker for `g` on a thread while `client` runs here, then stops it;
-// returns whether its loop closed clean.
+// returns whether its loop closed clean. `listener` and `upstream` are the
+// TLS contexts of g's one listener and one upstream (nullptr: plain).
 template <typename Client>
-bool with_worker(Gateway& g, sluice::proxy::TlsContexts tls, Client client) {
-  sluice::proxy::Worker worker(0, 1, g.cfg, {g.fd}, std::move(tls), -1);
+bool with_worker(Gateway& g, std::unique_ptr<sluice::net::TlsServerContext> listener,
+                 std::unique_ptr<sluice::net::TlsClientContext> upstream, Client client) {
+  auto gen = std::make_shared<sluice::proxy::Generation>();
+  gen->config = g.cfg;
+  gen->listener_tls.push_back(std::move(listener));
+  gen->upstream_tls.push_back(std::move(upstream));
+  sluice::proxy::Worker worker(0, 1, gen, {g.fd}, -1);
   std::promise<void> done;
   std::thread thread([&] {
     worker.run();
@@ -222,7 +228,7 @@ TEST_CASE("tls transport: a worker serves requests over TLS with the SNI certifi
 
   const std::string request = "GET / HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n";
   ClientResult site, other, none;
-  const bool clean = with_worker(g, sluice::proxy::TlsContexts{{ctx.get()}, {}}, [&] {
+  const bool clean = with_worker(g, std::move(ctx), nullptr, [&] {
     site = tls_roundtrip(g.port, "site.test", request);
     other = tls_roundtrip(g.port, "x.other.test", request);
     none = tls_roundtrip(g.port, nullptr, request);
@@ -254,7 +260,7 @@ TEST_CASE("tls transport: an RSA and an ECDSA certificate for one name are both 
 
   const std::string request = "GET / HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n";
   ClientResult rsa_only, ec_only;
-  const bool clean = with_worker(g, sluice::proxy::TlsContexts{{ctx.get()}, {}}, [&] {
+  const bool clean = with_worker(g, std::move(ctx), nullptr, [&] {
     rsa_only = tls_roundtrip(g.port, "site.test", request, "RSA-PSS+SHA256:RSA+SHA256");
     ec_only = tls_roundtrip(g.port, "site.test", request, "ECDSA+SHA256");
   });
@@ -349,7 +355,7 @@ std::string through_tls_upstream(const TlsUpstream& up, const std::string& serve
   REQUIRE(ctx);
 
   std::string response;
-  const bool clean = with_worker(g, sluice::proxy::TlsContexts{{}, {ctx.get()}}, [&] {
+  const bool clean = with_worker(g, nullptr, std::move(ctx), [&] {
     int c = ::socket(AF_INET, SOCK_STREAM, 0);
     timeval tv{10, 0};
     ::setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);

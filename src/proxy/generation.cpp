@@ -1,0 +1,77 @@
+// Generation: see generation.hpp.
+#include "proxy/generation.hpp"
+
+#include <cstring>
+
+namespace sluice::proxy {
+
+namespace {
+bool same_address(const config::SocketAddress& a, const config::SocketAddress& b) {
+  return a.length == b.length && std::memcmp(&a.storage, &b.storage, a.length) == 0;
+}
+
+bool same_tls(const config::UpstreamTls& a, const config::UpstreamTls& b) {
+  return a.enabled == b.enabled && a.verify == b.verify && a.ca == b.ca &&
+         a.server_name == b.server_name && a.cert == b.cert && a.key == b.key;
+}
+}  // namespace
+
+bool same_servers(const config::Upstream& a, const config::Upstream& b) {
+  if (a.name != b.name || a.servers.size() != b.servers.size() || !same_tls(a.tls, b.tls)) {
+    return false;
+  }
+  for (std::size_t i = 0; i < a.servers.size(); ++i) {
+    if (a.servers[i].name != b.servers[i].name ||
+        !same_address(a.servers[i].addr, b.servers[i].addr)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::shared_ptr<const Generation> Generation::build(std::shared_ptr<const config::Config> config,
+                                                    const Generation* previous,
+                                                    std::string& error) {
+  auto g = std::make_shared<Generation>();
+  g->config = std::move(config);
+  g->number = previous ? previous->number + 1 : 1;
+  const config::Config& c = *g->config;
+  for (std::size_t i = 0; i < c.listeners.size(); ++i) {
+    const config::Listener& l = c.listeners[i];
+    if (!l.tls) {
+      g->listener_tls.push_back(nullptr);
+      continue;
+    }
+    std::string why;
+    auto ctx = net::TlsServerContext::build(*l.tls, why);
+    if (!ctx) {
+      error = "listener[" + std::to_string(i) + "].tls: " + why;
+      return nullptr;
+    }
+    if (previous) {
+      const config::Config& pc = *previous->config;
+      for (std::size_t j = 0; j < pc.listeners.size(); ++j) {
+        const net::TlsServerContext* old = previous->listener_context(j);
+        if (old && same_address(pc.listeners[j].addr, l.addr)) ctx->adopt_ticket_secret(*old);
+      }
+    }
+    g->listener_tls.push_back(std::move(ctx));
+  }
+  for (std::size_t i = 0; i < c.upstreams.size(); ++i) {
+    const config::Upstream& u = c.upstreams[i];
+    if (!u.tls.enabled) {
+      g->upstream_tls.push_back(nullptr);
+      continue;
+    }
+    std::string why;
+    auto ctx = net::TlsClientContext::build(u.tls, why);
+    if (!ctx) {
+      error = "upstream[" + std::to_string(i) + "].tls: " + why;
+      return nullptr;
+    }
+    g->upstream_tls.push_back(std::move(ctx));
+  }
+  return g;
+}
+
+}  // namespace sluice::proxy

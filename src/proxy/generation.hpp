@@ -1,0 +1,50 @@
+// Generation: one loaded configuration with everything built from it that
+// every worker shares read-only: the Config itself and the TLS contexts of
+// its listeners and upstreams.
+//
+// The first generation is built at start; each successful reload (SIGHUP)
+// builds the next one on the main thread, off the data path, and hands it to
+// every worker. A generation lives as long as anything still uses it: a
+// worker's view of it (and through that, sessions that started under it), or
+// an upstream pool bound to it. Nothing in it changes after build().
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+#include "net/tls.hpp"
+
+namespace sluice::proxy {
+
+struct Generation {
+  std::shared_ptr<const config::Config> config;
+  // Per listener (index as in config->listeners); nullptr for plain TCP.
+  std::vector<std::unique_ptr<net::TlsServerContext>> listener_tls;
+  // Per upstream (index as in config->upstreams); nullptr without TLS.
+  std::vector<std::unique_ptr<net::TlsClientContext>> upstream_tls;
+  std::uint64_t number = 1;  // 1 at start, one more for each reload
+
+  // Builds the TLS contexts for `config`. A listener whose address was also a
+  // TLS listener in `previous` keeps that listener's ticket secret, so that
+  // sessions resume across the reload. On failure returns nullptr and sets
+  // `error` ("listener[1].tls: conf/x.pem: cannot load ...").
+  static std::shared_ptr<const Generation> build(std::shared_ptr<const config::Config> config,
+                                                 const Generation* previous, std::string& error);
+
+  const net::TlsServerContext* listener_context(std::size_t i) const noexcept {
+    return i < listener_tls.size() ? listener_tls[i].get() : nullptr;
+  }
+  const net::TlsClientContext* upstream_context(std::size_t i) const noexcept {
+    return i < upstream_tls.size() ? upstream_tls[i].get() : nullptr;
+  }
+};
+
+// True when `a` and `b` reach the same servers the same way (name, servers
+// and their addresses, TLS settings): a pool for `a` may go on serving `b`.
+// Tunables (balance, keepalive, max_fails, fail_timeout) may differ.
+bool same_servers(const config::Upstream& a, const config::Upstream& b);
+
+}  // namespace sluice::proxy
