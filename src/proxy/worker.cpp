@@ -245,7 +245,7 @@ void Worker::apply_reload(PendingReload r) {
   for (Session* s = sessions_; s; s = s->next_) {
     if (s->reloaded(now, grace)) ++retired;
   }
-  SLUICE_LOG(Info, "worker=%u msg=reloaded generation=%llu sessions=%zu websocket_retiring=%zu",
+  SLUICE_LOG(Info, "worker=%u msg=\"config applied\" generation=%llu sessions=%zu websocket_retiring=%zu",
              index_, static_cast<unsigned long long>(now.gen->number), session_count_, retired);
   if (old->users == 0) free_view(old);
 }

@@ -302,6 +302,57 @@ class Sluice:
                     stream, pattern, "\n".join(lines[-50:])))
             return found[0]
 
+    # -- reloading
+
+    def reload(self, doc=None, ports=None, text=None, timeout=10.0):
+        """Rewrites the config file (from `doc`, or the raw `text`), with
+        listeners on `ports` (default: the current ones), sends SIGHUP, and
+        waits until every worker has applied the new generation. Returns its
+        number. A reload that fails raises, with sluice's error lines."""
+        return self._reload(doc, ports, text, timeout, expect_ok=True)
+
+    def reload_fails(self, doc=None, ports=None, text=None, timeout=10.0):
+        """Like reload(), for a config sluice must refuse: waits for the
+        "reload failed" line and returns the config error lines logged."""
+        return self._reload(doc, ports, text, timeout, expect_ok=False)
+
+    def _reload(self, doc, ports, text, timeout, expect_ok):
+        if doc is not None:
+            self.doc = doc
+        if ports is not None:
+            self.ports = list(ports)
+        with open(self.config_path, "w") as f:
+            f.write(text if text is not None else self.config_text())
+        with self.cond:
+            ok_before = sum("msg=reloaded" in l for l in self.stderr_lines)
+            failed_before = sum("reload failed" in l for l in self.stderr_lines)
+            start = len(self.stderr_lines)
+        self.signal(signal.SIGHUP)
+        with self.cond:
+            def outcome():
+                ok = sum("msg=reloaded" in l for l in self.stderr_lines) > ok_before
+                bad = sum("reload failed" in l for l in self.stderr_lines) > failed_before
+                return ok or bad
+            if not self.cond.wait_for(outcome, timeout):
+                raise SluiceError("no reload outcome within %.0fs:\n%s" % (timeout, self.stderr_tail()))
+            new = self.stderr_lines[start:]
+        failed = [l for l in new if "reload failed" in l]
+        if expect_ok and failed:
+            raise SluiceError("reload failed:\n%s" % "\n".join(new))
+        if not expect_ok:
+            if not failed:
+                raise SluiceError("reload was accepted:\n%s" % "\n".join(new))
+            return [l for l in new if "config error" in l or "reload failed" in l]
+        generation = int(re.search(r"generation=(\d+)", [l for l in new if "msg=reloaded" in l][0]).group(1))
+        workers = self.doc.get("server", {}).get("workers", 1)
+        applied = re.compile(r'msg="config applied" generation=%d\b' % generation)
+        with self.cond:
+            if not self.cond.wait_for(
+                    lambda: sum(bool(applied.search(l)) for l in self.stderr_lines) >= workers, timeout):
+                raise SluiceError("not every worker applied generation %d:\n%s" % (
+                    generation, self.stderr_tail()))
+        return generation
+
     # -- stopping
 
     def signal(self, sig=signal.SIGTERM):
