@@ -24,6 +24,7 @@ nginx-light:/usr/sbin/nginx
 python3-websockets:/usr/lib/python3/dist-packages/websockets/__init__.py
 nodejs:/usr/bin/node
 npm:/usr/bin/npm
+wrk:/usr/bin/wrk
 "
 fi
 if [ "${1:-}" = "--fuzz" ]; then
@@ -35,7 +36,6 @@ libclang-rt-14-dev:/usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzze
 fi
 if [ "${1:-}" = "--bench" ]; then
   need="$need
-wrk:/usr/bin/wrk
 util-linux:/usr/bin/taskset
 "
 fi

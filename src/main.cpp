@@ -4,6 +4,7 @@
 // (cannot listen, a second signal cut the drain short), 2 invalid config or
 // usage, 3 a worker's loop did not close cleanly (a handle or buffer leak).
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <signal.h>
 #include <unistd.h>
 #include <uv.h>
@@ -287,6 +288,15 @@ int main(int argc, char** argv) {
     }
   }
 
+  // Every client and every upstream connection is a descriptor: take all
+  // that the hard limit allows, as nginx's worker_rlimit_nofile would.
+  rlimit nofile{};
+  if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max == RLIM_INFINITY ? (rlim_t{1} << 20) : nofile.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &nofile);
+    ::getrlimit(RLIMIT_NOFILE, &nofile);
+  }
+
   unsigned nworkers = cfg->server.workers;
   if (nworkers == 0) nworkers = std::max(1u, std::thread::hardware_concurrency());
 
@@ -334,8 +344,9 @@ int main(int argc, char** argv) {
   }
   std::string addrs;
   for (const config::Listener& l : cfg->listeners) addrs += (addrs.empty() ? "" : ",") + l.addr.text;
-  SLUICE_LOG(Info, "msg=ready version=%s workers=%u listen=%s config=%s", SLUICE_VERSION, nworkers,
-             addrs.c_str(), args.config.c_str());
+  SLUICE_LOG(Info, "msg=ready version=%s workers=%u listen=%s config=%s nofile=%llu", SLUICE_VERSION,
+             nworkers, addrs.c_str(), args.config.c_str(),
+             static_cast<unsigned long long>(nofile.rlim_cur));
 
   uv_run(sup.loop, UV_RUN_DEFAULT);
   for (std::thread& t : threads) t.join();
