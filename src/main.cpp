@@ -23,7 +23,9 @@
 #include "http/responses.hpp"
 #include "net/listener.hpp"
 #include "net/tls.hpp"
+#include "proxy/admin.hpp"
 #include "proxy/generation.hpp"
+#include "proxy/metrics.hpp"
 #include "proxy/worker.hpp"
 
 namespace {
@@ -131,6 +133,47 @@ struct Supervisor {
   int signals_seen = 0;
   std::uint64_t reloads = 0;
   std::uint64_t reload_failures = 0;
+  std::unique_ptr<sluice::proxy::AdminServer> admin;
+
+  std::string metrics() const {
+    std::vector<const sluice::proxy::WorkerMetrics*> cells;
+    for (const auto& w : *workers) cells.push_back(&w->metrics());
+    sluice::proxy::ProcessFacts facts;
+    facts.reloads = reloads;
+    facts.reload_failures = reload_failures;
+    facts.generation = current->number;
+    facts.draining = signals_seen > 0;
+    return sluice::proxy::render_metrics(cells, facts);
+  }
+  std::string config_facts() const {
+    const sluice::config::Config& c = *current->config;
+    std::string path;
+    for (char ch : c.source_path) {
+      if (ch == '"' || ch == '\\') path += '\\';
+      if (static_cast<unsigned char>(ch) < 0x20) continue;
+      path += ch;
+    }
+    return "{\"path\":\"" + path + "\",\"sha256\":\"" + c.source_sha256 +
+           "\",\"generation\":" + std::to_string(current->number) +
+           ",\"reloads\":" + std::to_string(reloads) +
+           ",\"reload_failures\":" + std::to_string(reload_failures) +
+           ",\"draining\":" + (signals_seen > 0 ? "true" : "false") + "}\n";
+  }
+  // The admin endpoint as `cfg` has it: opened, moved or closed.
+  bool apply_admin(const sluice::config::Config& cfg, std::string& error) {
+    if (!cfg.admin.enabled) {
+      if (admin) admin->close();
+      return true;
+    }
+    if (admin && admin->listening() && admin->address() == cfg.admin.addr.text) return true;
+    if (!admin) {
+      admin = std::make_unique<sluice::proxy::AdminServer>(
+          loop, sluice::proxy::AdminServer::Handlers{[this] { return metrics(); },
+                                                     [this] { return signals_seen == 0; },
+                                                     [this] { return config_facts(); }});
+    }
+    return admin->listen(cfg.admin.addr, error);
+  }
 
   static void on_signal(uv_signal_t* h, int signum) {
     auto* self = static_cast<Supervisor*>(h->data);
@@ -160,6 +203,7 @@ struct Supervisor {
     uv_close(reinterpret_cast<uv_handle_t*>(&self->sighup), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&self->worker_done), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&self->drain_delay), nullptr);
+    if (self->admin) self->admin->close();
   }
 
   // SIGHUP: load and check the file again, here, off the data path. On any
@@ -209,6 +253,15 @@ struct Supervisor {
         return;
       }
       for (std::size_t w = 0; w < opened.size(); ++w) fds[w][i] = opened[w];
+    }
+    if (!apply_admin(*cfg, error)) {
+      for (auto& per_worker : fds) {
+        for (int fd : per_worker) {
+          if (fd >= 0) ::close(fd);
+        }
+      }
+      fail(error);
+      return;
     }
     if (cfg->server.workers != old.server.workers) {
       SLUICE_LOG(Warn, "msg=\"server.workers changes at the next restart, not on reload\"");
@@ -328,6 +381,10 @@ int main(int argc, char** argv) {
   for (uv_signal_t* s : {&sup.sigint, &sup.sigterm, &sup.sighup}) {
     uv_signal_init(sup.loop, s);
     s->data = &sup;
+  }
+  if (!sup.apply_admin(*cfg, error)) {
+    std::fprintf(stderr, "sluice: %s\n", error.c_str());
+    return 1;
   }
   uv_signal_start(&sup.sigint, Supervisor::on_signal, SIGINT);
   uv_signal_start(&sup.sigterm, Supervisor::on_signal, SIGTERM);

@@ -6,6 +6,9 @@
 // It never lets an exception out, never reports success while it holds an
 // error, and never accepts a key it does not know (a misspelt key that is
 // silently ignored is a setting the operator believes in and does not have).
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <openssl/sha.h>
 #include "config/config.hpp"
 
 #include <algorithm>
@@ -60,6 +63,30 @@ std::optional<std::string> normalize_host(std::string_view host) {
   return out;
 }
 
+bool is_loopback(const SocketAddress& a) {
+  if (a.storage.ss_family == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(&a.storage);
+    return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+  }
+  if (a.storage.ss_family == AF_INET6) {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&a.storage);
+    return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
+  }
+  return false;
+}
+
+std::string sha256_hex(std::string_view text) {
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
+  static const char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char b : digest) {
+    out += kHex[b >> 4];
+    out += kHex[b & 15];
+  }
+  return out;
+}
+
 // Query strings and fragments never reach the router as part of the path,
 // so a prefix containing them could never match.
 bool valid_path_prefix(std::string_view path) {
@@ -83,8 +110,10 @@ class Loader {
   // The Config, or the errors in file order when there are any.
   LoadResult load(const toml::table& root) {
     in_.check_keys(root, "",
-                   {"server", "limits", "timeouts", "log", "listener", "route", "upstream"});
+                   {"server", "limits", "timeouts", "log", "admin", "listener", "route",
+                    "upstream"});
     load_server(root);
+    load_admin(root);
     load_limits(root);
     load_timeouts(root);
     load_log(root);
@@ -182,6 +211,31 @@ class Loader {
           config_.log.access = std::move(*s);
       }
     }
+  }
+
+  void load_admin(const toml::table& root) {
+    const auto* t = in_.section(root, "admin", {"address", "allow_remote"});
+    if (t == nullptr) return;
+    AdminSettings& a = config_.admin;
+    if (auto f = in_.field(*t, "admin", "allow_remote"))
+      if (auto b = in_.as_bool(*f)) a.allow_remote = *b;
+    const auto f = in_.required(*t, "admin", "address");
+    const auto text = f ? in_.as_string(*f) : std::nullopt;
+    if (!text) return;
+    auto resolved = resolve_address(*text);
+    if (auto* why = std::get_if<std::string>(&resolved)) {
+      in_.error(*f, *why);
+      return;
+    }
+    a.addr = std::get<SocketAddress>(std::move(resolved));
+    a.address = *text;
+    if (!a.allow_remote && !is_loopback(a.addr)) {
+      in_.error(*f, a.addr.text + " is not a loopback address; the admin endpoint serves "
+                    "metrics and config facts without authentication (set "
+                    "admin.allow_remote = true to allow it)");
+      return;
+    }
+    a.enabled = true;
   }
 
   void load_listeners(const toml::table& root) {
@@ -370,7 +424,13 @@ LoadResult parse_config(std::string_view toml_text, const std::string& path) {
       return single_error(path, static_cast<std::uint32_t>(at.line),
                           static_cast<std::uint32_t>(at.column), std::string(e.description()));
     }
-    return Loader(path).load(root);
+    LoadResult r = Loader(path).load(root);
+    if (auto* c = std::get_if<std::shared_ptr<const Config>>(&r)) {
+      auto with_hash = std::make_shared<Config>(**c);
+      with_hash->source_sha256 = sha256_hex(toml_text);
+      return std::shared_ptr<const Config>(std::move(with_hash));
+    }
+    return r;
   } catch (const std::exception& e) {
     // Only allocation failure is expected here; it still must not escape.
     return single_error(path, 0, 0, std::string("cannot load: ") + e.what());

@@ -87,6 +87,15 @@ struct ListenerTls {
   bool session_tickets = true;
 };
 
+// The admin endpoint (/metrics, /healthz, /readyz, /config): off unless
+// [admin] gives an address; a non-loopback address needs allow_remote.
+struct AdminSettings {
+  bool enabled = false;
+  std::string address;  // as written
+  SocketAddress addr;
+  bool allow_remote = false;
+};
+
 struct Listener {
   std::string address;  // as written
   SocketAddress addr;
@@ -158,6 +167,8 @@ struct ConfigError {
 
 struct Config {
   std::string source_path;
+  std::string source_sha256;  // of the file's bytes, lower-case hex
+  AdminSettings admin;
   ServerSettings server;
   Limits limits;
   Timeouts timeouts;

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "core/buffer.hpp"
+#include "core/metrics.hpp"
 
 namespace sluice::net {
 
@@ -56,12 +57,12 @@ class OutBatch {
 
 struct WriteReq;
 
-// Per-worker counters of the transport layer (read by the metrics later;
-// summed over workers on scrape, never shared while counting).
+// Per-worker counters of the transport layer (summed over workers when
+// /metrics is scraped; only their worker writes them).
 struct IoCounters {
-  std::uint64_t tls_handshakes = 0;          // completed, server and client side
-  std::uint64_t tls_handshake_failures = 0;  // refused, broken, or bad certificates
-  std::uint64_t tls_plain_http = 0;          // plain HTTP sent to a TLS listener
+  Counter tls_handshakes;          // completed, server and client side
+  Counter tls_handshake_failures;  // refused, broken, or bad certificates
+  Counter tls_plain_http;          // plain HTTP sent to a TLS listener
 };
 
 // Per-worker I/O resources shared by every transport of that worker.

@@ -57,18 +57,14 @@ const char* to_string(CloseReason r) noexcept {
   return "?";
 }
 
-Session::Session(Worker& worker, std::uint64_t id, const net::TlsServerContext* tls)
+Session::Session(Worker& worker, std::uint64_t id, ListenerMetrics& listener)
     : w_(worker),
       view_(&worker.acquire()),
       id_(id),
-      tls_ctx_(tls),
+      listener_(listener),
       req_parser_(http::Parser::Kind::Request, req_side_, request_limits(cfg().limits)),
       resp_parser_(http::Parser::Kind::Response, resp_side_, response_limits(cfg().limits)) {
-  if (tls) {
-    client_ = &transport_.emplace<net::TlsTransport>(worker.io(), *this);
-  } else {
-    client_ = &transport_.emplace<net::TcpTransport>(worker.io(), *this);
-  }
+  listener_.active.add(1);
   uv_timer_init(w_.io().loop(), &timer_);
   timer_.data = this;
   pending_closes_ = 2;
@@ -83,11 +79,17 @@ net::TcpTransport& Session::tcp() noexcept {
 net::TlsTransport* Session::tls() noexcept { return std::get_if<net::TlsTransport>(&transport_); }
 
 Session::~Session() {
+  listener_.active.add(-1);
   w_.release(*view_);
   w_.remove(this);
 }
 
-bool Session::start(uv_stream_t* listener) {
+bool Session::start(uv_stream_t* listener, const net::TlsServerContext* tls_ctx) {
+  if (tls_ctx) {
+    client_ = &transport_.emplace<net::TlsTransport>(w_.io(), *this);
+  } else {
+    client_ = &transport_.emplace<net::TcpTransport>(w_.io(), *this);
+  }
   if (tcp().init() != 0 || uv_accept(listener, tcp().stream()) != 0) {
     finish(CloseReason::ClientClosed);
     return false;
@@ -113,7 +115,7 @@ bool Session::start(uv_stream_t* listener) {
     client_hash_ = h;
   }
   if (net::TlsTransport* t = tls()) {
-    SSL* ssl = tls_ctx_->new_ssl();
+    SSL* ssl = tls_ctx->new_ssl();
     if (!ssl) {
       finish(CloseReason::ClientClosed);
       return false;
@@ -420,7 +422,7 @@ http::ParserHandler::Next Session::on_request_head(http::MessageHead& head) {
     if (c.status != 0) {
       SLUICE_LOG(Info, "conn=%" PRIu64 " msg=\"upgrade refused\" client=%s status=%d reason=\"%s\"",
                  id_, client_ip_, c.status, c.reason);
-      ++(c.origin ? w_.ws_counters().refused_origin : w_.ws_counters().refused_handshake);
+      ++(c.origin ? w_.metrics().ws_refused_origin : w_.metrics().ws_refused_handshake);
       local_status_ = static_cast<std::uint16_t>(c.status);
       return next;
     }
@@ -615,10 +617,22 @@ void Session::finish(CloseReason reason) {
   client_->close();
 }
 
+// The exchange's (or WebSocket session's) cells, counted once, as it is logged.
+void Session::count_exchange() {
+  if (status_ >= 100 && status_ < 600) ++view_->metrics_of(route_)->responses[status_ / 100 - 1];
+  if (!ws_ || status_ != 101) return;
+  ws_->metrics->ws_active.add(-1);
+  const std::string_view by = ws_->closed_by;
+  const std::size_t side = by == "client" ? 0 : by == "upstream" ? 1 : 2;
+  ++w_.metrics().ws_closes[side][WorkerMetrics::code_slot(ws_->close_code)];
+}
+
 void Session::log_access() {
-  AccessLog& log = w_.access_log();
-  if (!log.enabled() || logged_) return;
+  if (logged_) return;
   logged_ = true;
+  count_exchange();
+  AccessLog& log = w_.access_log();
+  if (!log.enabled()) return;
   const double ms = static_cast<double>(uv_hrtime() - started_ns_) / 1e6;
   const char* method = llhttp_method_name(static_cast<llhttp_method_t>(method_));
   char ws_fields[192] = "";

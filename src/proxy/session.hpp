@@ -47,10 +47,11 @@ const char* to_string(CloseReason r) noexcept;
 
 class Session final : public net::TransportHandler, public UpstreamUser {
  public:
-  // `tls`: the listener's TLS context, or nullptr for plain TCP.
-  Session(Worker& worker, std::uint64_t id, const net::TlsServerContext* tls);
-  // Takes the accepted connection; returns false (session already finished) on failure.
-  bool start(uv_stream_t* listener);
+  // `listener`: where the connection came in, counted as active while it lasts.
+  Session(Worker& worker, std::uint64_t id, ListenerMetrics& listener);
+  // Takes the accepted connection (TLS with the listener's context `tls`, or
+  // plain TCP when nullptr); returns false (session already finished) on failure.
+  bool start(uv_stream_t* listener, const net::TlsServerContext* tls);
   // Over the connection limit: answer 503 and close.
   void refuse();
   // Shutdown: idle connections close now; busy ones after their current
@@ -173,6 +174,7 @@ class Session final : public net::TransportHandler, public UpstreamUser {
   void finish(CloseReason reason);
   void arm_timer(std::uint64_t ms);
   void log_access();
+  void count_exchange();
   static void on_timer(uv_timer_t* t) noexcept;
   static void on_timer_closed(uv_handle_t* h) noexcept;
 
@@ -184,7 +186,7 @@ class Session final : public net::TransportHandler, public UpstreamUser {
   net::TlsTransport* tls() noexcept;  // nullptr on a plain connection
   void trim();
 
-  const net::TlsServerContext* tls_ctx_;
+  ListenerMetrics& listener_;
   // Only the transport in use takes room: a plain session carries no TLS state.
   std::variant<std::monostate, net::TcpTransport, net::TlsTransport> transport_;
   net::Transport* client_ = nullptr;  // the one in transport_

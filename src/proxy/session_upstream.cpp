@@ -146,6 +146,9 @@ void Session::on_upstream_read(Block* block, std::size_t n) {
 
 http::ParserHandler::Next Session::on_response_head(http::MessageHead& head) {
   using Next = http::ParserHandler::Next;
+  if ((head.status >= 200 || head.status == 101) && pool_->metrics()) {
+    pool_->metrics()->response_time.observe((uv_hrtime() - started_ns_) / 1000);
+  }
   if (head.status < 200) {
     if (head.status == 101) {
       if (ws_upgrade_) return on_switch_head(head);

@@ -39,6 +39,14 @@ void append_control(net::OutBatch& out, std::uint8_t opcode, const std::uint8_t*
 
 }  // namespace
 
+void Session::WsState::Direction::on_message(std::uint64_t n) {
+  ++messages;
+  bytes += n;
+  RouteMetrics& m = *session.ws_->metrics;
+  ++m.ws_messages[from_client ? 0 : 1];
+  m.ws_bytes[from_client ? 0 : 1].add(n);
+}
+
 void Session::WsState::Direction::on_data_frame() {
   session.ws_->last_data_ms = uv_now(session.w_.io().loop());
 }
@@ -75,7 +83,7 @@ http::ParserHandler::Next Session::on_switch_head(http::MessageHead& head) {
   if (c.status != 0) {
     SLUICE_LOG(Warn, "conn=%" PRIu64 " msg=\"upstream websocket handshake refused\" server=%s"
                " reason=\"%s\"", id_, server_->conf->addr.text.c_str(), c.reason);
-    ++w_.ws_counters().bad_upstream_switch;
+    ++w_.metrics().ws_bad_upstream_switch;
     return Next::Abort;  // 502, never retried
   }
   up_->stop_timer();
@@ -87,7 +95,9 @@ http::ParserHandler::Next Session::on_switch_head(http::MessageHead& head) {
   to_client_.append_copy(resp_head_);
   resp_started_ = true;
   ws_ = std::make_unique<WsState>(*this, conf, w_.mask_keys(), c.deflate);
-  ++w_.ws_counters().sessions;
+  ws_->metrics = view_->metrics_of(route_);
+  ++ws_->metrics->ws_sessions;
+  ws_->metrics->ws_active.add(1);
   switching_ = true;
   return Next::Continue;
 }
@@ -162,6 +172,7 @@ bool Session::ws_take_pong(const std::uint8_t* p, std::size_t n) {
     return false;  // not ours: it answers the upstream's ping, or nothing
   }
   ws.ping_outstanding = false;
+  w_.metrics().ws_ping_rtt.observe((uv_hrtime() - ws.ping_sent_ns) / 1000);
   return true;
 }
 
@@ -219,7 +230,10 @@ void Session::ws_fail(bool client, std::uint16_t code, const char* reason) {
   WsState::Side& failed = client ? ws.client : ws.upstream;
   WsState::Side& other = client ? ws.upstream : ws.client;
   failed.in_closed = true;
-  ++w_.ws_counters().policy_closes;
+  ++w_.metrics().ws_policy[static_cast<std::size_t>(code == 1007   ? WsPolicy::Utf8
+                                                   : code == 1009 ? WsPolicy::Size
+                                                   : code == 1008 ? WsPolicy::Rate
+                                                                  : WsPolicy::Protocol)];
   if (ws.close_code == 0) {
     ws.close_code = code;
     ws.closed_by = "gateway";
@@ -299,7 +313,10 @@ void Session::ws_resume_reads(bool client) {
   if (client) {
     client_->read_start();
     // Its pongs may have waited behind what it sent: the ping's clock restarts.
-    if (ws.ping_outstanding) ws.ping_sent_ms = uv_now(w_.io().loop());
+    if (ws.ping_outstanding) {
+      ws.ping_sent_ms = uv_now(w_.io().loop());
+      ws.ping_sent_ns = uv_hrtime();
+    }
   } else if (up_) {
     up_->transport().read_start();
   }
@@ -373,6 +390,7 @@ void Session::ws_send_ping() {
   ws.ping_due = false;
   ws.ping_outstanding = true;
   ws.ping_sent_ms = now;
+  ws.ping_sent_ns = uv_hrtime();
   ws.next_ping_ms = now + static_cast<std::uint64_t>(ws.conf.ping_interval.count());
 }
 

@@ -25,10 +25,7 @@ struct Session::WsState {
   struct Direction final : ws::RelayListener {
     Direction(Session& s, bool from_client) : session(s), from_client(from_client) {}
     void on_data_frame() override;
-    void on_message(std::uint64_t bytes) override {
-      ++messages;
-      this->bytes += bytes;
-    }
+    void on_message(std::uint64_t bytes) override;
     bool on_pong(const std::uint8_t* p, std::size_t n) override {
       return from_client && session.ws_take_pong(p, n);
     }
@@ -62,6 +59,7 @@ struct Session::WsState {
   }
 
   const config::RouteWebSocket& conf;
+  RouteMetrics* metrics = nullptr;  // the route's cells (sessions, messages, bytes)
   Direction c2u_events;
   Direction u2c_events;
   ws::FrameRelay c2u;  // client -> upstream: re-masked with fresh keys
@@ -73,6 +71,7 @@ struct Session::WsState {
   std::uint64_t last_data_ms = 0;   // uv_now() of the latest data frame either way
   std::uint64_t next_ping_ms = 0;   // when the gateway pings the client next
   std::uint64_t ping_sent_ms = 0;
+  std::uint64_t ping_sent_ns = 0;   // uv_hrtime(), for the round-trip histogram
   std::uint64_t close_deadline_ms = 0;  // 0: no close under way
   std::uint64_t timer_due_ms = 0;       // when the session's timer fires, if armed
   bool timer_armed = false;

@@ -217,6 +217,7 @@ void UpstreamConn::connect_failed(const char* what, int status) {
   uv_timer_stop(&timer_);
   UpstreamUser* user = user_;
   pool_.record_failure(server_);
+  if (pool_.metrics_) ++pool_.metrics_->connect_errors;
   SLUICE_LOG(Warn, "msg=\"%s\" server=%s error=%s", what, server_.conf->addr.text.c_str(),
              uv_err_name(status));
   user_ = nullptr;
@@ -231,6 +232,9 @@ void UpstreamConn::on_timer(uv_timer_t* t) noexcept {
       UpstreamUser* user = self->user_;
       ConnectFailure why = self->failed_early_ ? ConnectFailure::Refused : ConnectFailure::Timeout;
       self->pool_.record_failure(self->server_);
+      if (UpstreamMetrics* m = self->pool_.metrics_) {
+        ++(self->failed_early_ ? m->connect_errors : m->connect_timeouts);
+      }
       if (!self->failed_early_) {
         SLUICE_LOG(Warn, "msg=\"upstream connect timed out\" server=%s",
                    self->server_.conf->addr.text.c_str());

@@ -18,6 +18,7 @@
 #include "config/config.hpp"
 #include "net/tls.hpp"
 #include "proxy/generation.hpp"
+#include "proxy/metrics.hpp"
 #include "net/transport.hpp"
 
 namespace sluice::proxy {
@@ -75,6 +76,9 @@ class UpstreamPool {
   // A reload kept this pool (same_servers() holds): connections made from
   // now on use `gen`'s settings and TLS context; parked ones stay.
   void rebind(std::shared_ptr<const Generation> gen, std::size_t index);
+  // Where connect failures and response times are counted (nullptr: nowhere).
+  void set_metrics(UpstreamMetrics* m) noexcept { metrics_ = m; }
+  UpstreamMetrics* metrics() const noexcept { return metrics_; }
 
  private:
   friend class UpstreamConn;
@@ -83,6 +87,7 @@ class UpstreamPool {
   const config::Upstream* conf_ = nullptr;
   const config::Timeouts* timeouts_ = nullptr;
   const net::TlsClientContext* tls_ = nullptr;
+  UpstreamMetrics* metrics_ = nullptr;
   std::vector<ServerState> servers_;
   std::uint32_t rr_next_ = 0;
   bool draining_ = false;

@@ -43,6 +43,7 @@ Worker::Worker(unsigned index, unsigned worker_count, std::shared_ptr<const Gene
   // simply pending until the loop runs.
   uv_async_init(&loop_, &async_, on_async);
   async_.data = this;
+  metrics_.io = &io_.counters;
   add_view(std::move(gen));
 }
 
@@ -73,9 +74,12 @@ ConfigView& Worker::add_view(std::shared_ptr<const Generation> gen) {
     if (!pool) {
       pools_.push_back(PoolSlot{std::make_unique<UpstreamPool>(io_, gen, i), 1});
       pool = pools_.back().pool.get();
+      pool->set_metrics(metrics_.upstream(c.upstreams[i].name));
     }
     view->pools.push_back(pool);
   }
+  for (const config::Route& r : c.routes) view->route_metrics.push_back(metrics_.route(&r));
+  view->no_route = metrics_.route(nullptr);
   std::uint64_t share = (c.limits.max_connections + worker_count_ - 1) / worker_count_;
   max_sessions_ = share == 0 ? 1 : share;
   views_.push_back(std::move(view));
@@ -126,19 +130,26 @@ void Worker::run() {
 
   access_log_.flush();
   const net::IoCounters& c = io_.counters;
-  const WsCounters& w = ws_counters_;
+  const WorkerMetrics& w = metrics_;
+  std::uint64_t ws_sessions = 0;
+  {
+    std::lock_guard<std::mutex> lock(w.mutex);
+    for (const auto& [_, r] : w.routes) ws_sessions += r->ws_sessions.get();
+  }
+  std::uint64_t policy = 0;
+  for (const Counter& p : w.ws_policy) policy += p.get();
   SLUICE_LOG(Info,
              "worker=%u msg=stopped tls_handshakes=%llu tls_handshake_failures=%llu "
              "tls_plain_http=%llu ws_sessions=%llu ws_refused_origin=%llu "
              "ws_refused_handshake=%llu ws_bad_upstream_switch=%llu ws_policy_closes=%llu",
-             index_, static_cast<unsigned long long>(c.tls_handshakes),
-             static_cast<unsigned long long>(c.tls_handshake_failures),
-             static_cast<unsigned long long>(c.tls_plain_http),
-             static_cast<unsigned long long>(w.sessions),
-             static_cast<unsigned long long>(w.refused_origin),
-             static_cast<unsigned long long>(w.refused_handshake),
-             static_cast<unsigned long long>(w.bad_upstream_switch),
-             static_cast<unsigned long long>(w.policy_closes));
+             index_, static_cast<unsigned long long>(c.tls_handshakes.get()),
+             static_cast<unsigned long long>(c.tls_handshake_failures.get()),
+             static_cast<unsigned long long>(c.tls_plain_http.get()),
+             static_cast<unsigned long long>(ws_sessions),
+             static_cast<unsigned long long>(w.ws_refused_origin.get()),
+             static_cast<unsigned long long>(w.ws_refused_handshake.get()),
+             static_cast<unsigned long long>(w.ws_bad_upstream_switch.get()),
+             static_cast<unsigned long long>(policy));
   int r = uv_loop_close(&loop_);
   if (r == UV_EBUSY) {
     uv_walk(&loop_, [](uv_handle_t* h, void*) {
@@ -159,6 +170,7 @@ void Worker::open_listener(std::size_t index, int fd) {
   slot->worker = this;
   slot->addr = view().config().listeners[index].addr;
   slot->tls = view().gen->listener_context(index);
+  slot->metrics = metrics_.listener(slot->addr.text);
   uv_tcp_t* l = &slot->handle;
   uv_tcp_init(&loop_, l);
   l->data = slot.get();
@@ -259,8 +271,9 @@ void Worker::on_connection(uv_stream_t* server, int status) noexcept {
   }
   if (self->draining_) return;
   self->next_id_ += self->id_step_;  // ids interleave across workers: unique, small
-  auto* s = new Session(*self, self->next_id_, slot->tls);
-  if (!s->start(server)) return;
+  ++slot->metrics->accepted;
+  auto* s = new Session(*self, self->next_id_, *slot->metrics);
+  if (!s->start(server, slot->tls)) return;
   if (self->session_count_ > self->max_sessions_) s->refuse();
 }
 

@@ -25,6 +25,7 @@
 #include "net/tls.hpp"
 #include "net/transport.hpp"
 #include "proxy/generation.hpp"
+#include "proxy/metrics.hpp"
 #include "proxy/router.hpp"
 #include "proxy/upstream.hpp"
 #include "ws/mask.hpp"
@@ -32,16 +33,6 @@
 namespace sluice::proxy {
 
 class Session;
-
-// Per-worker WebSocket counters (for the metrics to come; logged at exit
-// until then). Never shared: each worker counts its own.
-struct WsCounters {
-  std::uint64_t sessions = 0;            // upgrades that switched to relaying
-  std::uint64_t refused_origin = 0;      // handshakes refused (403) for their Origin
-  std::uint64_t refused_handshake = 0;   // refused for anything else (400, 403, 426, 501)
-  std::uint64_t bad_upstream_switch = 0; // the upstream's 101 did not check out (502)
-  std::uint64_t policy_closes = 0;       // sessions the gateway failed (1002, 1007, 1009)
-};
 
 // A generation as one worker uses it. Sessions count as its users.
 struct ConfigView {
@@ -56,6 +47,11 @@ struct ConfigView {
   std::shared_ptr<const Generation> gen;
   Router router;
   std::vector<UpstreamPool*> pools;  // per upstream index, owned by the worker
+  std::vector<RouteMetrics*> route_metrics;  // per route index
+  RouteMetrics* no_route = nullptr;          // requests that matched no route
+  RouteMetrics* metrics_of(const config::Route* r) const noexcept {
+    return r ? route_metrics[static_cast<std::size_t>(r - gen->config->routes.data())] : no_route;
+  }
   std::size_t users = 0;
 };
 
@@ -95,7 +91,8 @@ class Worker {
   std::uint64_t jitter(std::uint64_t window_ms) noexcept;
   AccessLog& access_log() noexcept { return access_log_; }
   ws::MaskKeySource& mask_keys() noexcept { return mask_keys_; }
-  WsCounters& ws_counters() noexcept { return ws_counters_; }
+  WorkerMetrics& metrics() noexcept { return metrics_; }
+  const WorkerMetrics& metrics() const noexcept { return metrics_; }
   void add(Session* s) noexcept;
   void remove(Session* s) noexcept;
 
@@ -105,6 +102,7 @@ class Worker {
     Worker* worker = nullptr;
     config::SocketAddress addr;
     const net::TlsServerContext* tls = nullptr;
+    ListenerMetrics* metrics = nullptr;
   };
   struct PoolSlot {
     std::unique_ptr<UpstreamPool> pool;
@@ -142,7 +140,7 @@ class Worker {
   uv_timer_t flush_timer_{};
   AccessLog access_log_;
   ws::MaskKeySource mask_keys_;  // for every frame this worker sends upstream
-  WsCounters ws_counters_;
+  WorkerMetrics metrics_;
   Session* sessions_ = nullptr;
   std::size_t session_count_ = 0;
   std::size_t max_sessions_;

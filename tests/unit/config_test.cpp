@@ -382,14 +382,50 @@ name = "app"
 servers = ["127.0.0.1:9000"]
 retries = 2
 [admin]
+address = "127.0.0.1:9901"
 enabled = true
+[metrics]
+path = "/m"
 )");
-  CHECK(errors.size() == 4);
+  CHECK(errors.size() == 5);
   CHECK(error_for(errors, "listener[0].backlog").message == "unknown key");
   CHECK(error_for(errors, "route[0].weight").message == "unknown key");
   CHECK(error_for(errors, "upstream[0].retries").message == "unknown key");
-  CHECK(error_for(errors, "admin").message == "unknown key");
-  CHECK(error_for(errors, "admin").line == 11);
+  CHECK(error_for(errors, "admin.enabled").message == "unknown key");
+  CHECK(error_for(errors, "metrics").message == "unknown key");
+  CHECK(error_for(errors, "metrics").line == 14);
+}
+
+TEST_CASE("config: the admin endpoint is loopback-only unless allowed", "[config]") {
+  const std::string base = "[[listener]]\naddress = \"127.0.0.1:8080\"\n[[route]]\nupstream = \"app\"\n"
+                           "[[upstream]]\nname = \"app\"\nservers = [\"127.0.0.1:9000\"]\n";
+  const auto remote = load_bad(base + "[admin]\naddress = \"10.1.2.3:9901\"\n");
+  REQUIRE(remote.size() == 1);
+  CHECK(remote[0].key == "admin.address");
+  CHECK(remote[0].line == 9);
+  CHECK(remote[0].message.find("not a loopback address") != std::string::npos);
+  const auto missing = load_bad(base + "[admin]\nallow_remote = true\n");
+  REQUIRE(missing.size() == 1);
+  CHECK(missing[0].key == "admin.address");
+
+  const auto cfg = load_ok(base + "[admin]\naddress = \"0.0.0.0:9901\"\nallow_remote = true\n");
+  CHECK(cfg->admin.enabled);
+  CHECK(cfg->admin.addr.text == "0.0.0.0:9901");
+  CHECK(load_ok(base + "[admin]\naddress = \"127.0.0.2:9901\"\n")->admin.enabled);
+  CHECK(load_ok(base + "[admin]\naddress = \"[::1]:9901\"\n")->admin.enabled);
+  CHECK_FALSE(load_ok(base)->admin.enabled);
+}
+
+TEST_CASE("config: drain_delay may be 0, reload_grace may not", "[config]") {
+  const std::string base = "[[listener]]\naddress = \"127.0.0.1:8080\"\n[[route]]\nupstream = \"app\"\n"
+                           "[[upstream]]\nname = \"app\"\nservers = [\"127.0.0.1:9000\"]\n";
+  const auto cfg = load_ok(base + "[server]\ndrain_delay = \"0s\"\nreload_grace = \"10s\"\n");
+  CHECK(cfg->server.drain_delay.count() == 0);
+  CHECK(cfg->server.reload_grace.count() == 10'000);
+  CHECK(load_ok(base)->server.reload_grace.count() == 30'000);
+  const auto bad = load_bad(base + "[server]\nreload_grace = \"0s\"\n");
+  REQUIRE(bad.size() == 1);
+  CHECK(bad[0].key == "server.reload_grace");
 }
 
 TEST_CASE("config: wrong types are errors", "[config]") {

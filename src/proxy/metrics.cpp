@@ -1,0 +1,316 @@
+// Metrics: see metrics.hpp.
+#include "proxy/metrics.hpp"
+
+#include <cinttypes>
+#include <cstdio>
+
+namespace sluice::proxy {
+
+namespace {
+
+template <typename T>
+T* find_or_add(std::mutex& m, std::map<std::string, std::unique_ptr<T>>& map,
+               const std::string& key) {
+  std::lock_guard<std::mutex> lock(m);
+  auto& slot = map[key];
+  if (!slot) slot = std::make_unique<T>();
+  return slot.get();
+}
+
+// A label value: backslash, double quote and newline escaped.
+std::string label(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+class Out {
+ public:
+  void family(const char* name, const char* type, const char* help) {
+    text_ += "# HELP ";
+    text_ += name;
+    text_ += ' ';
+    text_ += help;
+    text_ += "\n# TYPE ";
+    text_ += name;
+    text_ += ' ';
+    text_ += type;
+    text_ += '\n';
+  }
+  void sample(const char* name, const std::string& labels, std::uint64_t v) {
+    char num[32];
+    std::snprintf(num, sizeof num, "%" PRIu64, v);
+    line(name, labels, num);
+  }
+  void sample_signed(const char* name, const std::string& labels, std::int64_t v) {
+    char num[32];
+    std::snprintf(num, sizeof num, "%" PRId64, v);
+    line(name, labels, num);
+  }
+  void seconds(const char* name, const std::string& labels, std::uint64_t us) {
+    char num[48];
+    std::snprintf(num, sizeof num, "%" PRIu64 ".%06" PRIu64, us / 1'000'000, us % 1'000'000);
+    line(name, labels, num);
+  }
+  // A histogram of microsecond observations, in seconds.
+  template <typename Get>
+  void histogram(const char* name, const std::string& labels, Get get) {
+    std::uint64_t cumulative = 0;
+    const std::string sep = labels.empty() ? "" : labels + ",";
+    for (std::size_t i = 0; i <= Histogram::kBoundsUs.size(); ++i) {
+      cumulative += get([i](const Histogram& h) { return h.bucket(i); });
+      char le[32];
+      if (i == Histogram::kBoundsUs.size()) {
+        std::snprintf(le, sizeof le, "+Inf");
+      } else {
+        std::snprintf(le, sizeof le, "%g", static_cast<double>(Histogram::kBoundsUs[i]) / 1e6);
+      }
+      sample((std::string(name) + "_bucket").c_str(), sep + "le=\"" + le + "\"", cumulative);
+    }
+    seconds((std::string(name) + "_sum").c_str(), labels,
+            get([](const Histogram& h) { return h.sum_us(); }));
+    sample((std::string(name) + "_count").c_str(), labels,
+           get([](const Histogram& h) { return h.count(); }));
+  }
+  std::string take() { return std::move(text_); }
+
+ private:
+  void line(const char* name, const std::string& labels, const char* value) {
+    text_ += name;
+    if (!labels.empty()) {
+      text_ += '{';
+      text_ += labels;
+      text_ += '}';
+    }
+    text_ += ' ';
+    text_ += value;
+    text_ += '\n';
+  }
+  std::string text_;
+};
+
+// The union of the label keys every worker has for one family, in order.
+template <typename T>
+std::vector<std::string> keys_of(const std::vector<const WorkerMetrics*>& workers,
+                                 std::map<std::string, std::unique_ptr<T>> WorkerMetrics::*map) {
+  std::map<std::string, bool> keys;
+  for (const WorkerMetrics* w : workers) {
+    for (const auto& [k, _] : w->*map) keys[k] = true;
+  }
+  std::vector<std::string> out;
+  for (const auto& [k, _] : keys) out.push_back(k);
+  return out;
+}
+
+// Sum of get(cells) over the workers that have `key` in `map`.
+template <typename T, typename Get>
+auto sum_of(const std::vector<const WorkerMetrics*>& workers,
+            std::map<std::string, std::unique_ptr<T>> WorkerMetrics::*map, const std::string& key,
+            Get get) {
+  decltype(get(std::declval<const T&>())) total = 0;
+  for (const WorkerMetrics* w : workers) {
+    auto it = (w->*map).find(key);
+    if (it != (w->*map).end()) total += get(*it->second);
+  }
+  return total;
+}
+
+template <typename Get>
+std::uint64_t sum_workers(const std::vector<const WorkerMetrics*>& workers, Get get) {
+  std::uint64_t total = 0;
+  for (const WorkerMetrics* w : workers) total += get(*w);
+  return total;
+}
+
+std::string route_labels(const std::string& key) {
+  const std::size_t nl = key.find('\n');
+  return "host=\"" + label(key.substr(0, nl)) + "\",path_prefix=\"" + label(key.substr(nl + 1)) +
+         "\"";
+}
+
+const char* code_label(std::size_t slot) {
+  static const char* const kLabels[WorkerMetrics::kCodeSlots] = {
+      "1000", "1001", "1002", "1003", "1004", "1005", "1006", "1007", "1008", "1009",
+      "1010", "1011", "1012", "1013", "1014", "1015", "3xxx", "4xxx", "none"};
+  return kLabels[slot];
+}
+
+}  // namespace
+
+RouteMetrics* WorkerMetrics::route(const config::Route* r) {
+  return find_or_add(mutex, routes, r ? r->host + "\n" + r->path_prefix : std::string("\n"));
+}
+
+UpstreamMetrics* WorkerMetrics::upstream(const std::string& name) {
+  return find_or_add(mutex, upstreams, name);
+}
+
+ListenerMetrics* WorkerMetrics::listener(const std::string& address) {
+  return find_or_add(mutex, listeners, address);
+}
+
+std::size_t WorkerMetrics::code_slot(std::uint16_t code) noexcept {
+  if (code >= 1000 && code <= 1015) return code - 1000;
+  if (code >= 3000 && code <= 3999) return 16;
+  if (code >= 4000 && code <= 4999) return 17;
+  return 18;
+}
+
+std::string render_metrics(const std::vector<const WorkerMetrics*>& workers,
+                           const ProcessFacts& process) {
+  std::vector<std::unique_lock<std::mutex>> locks;
+  for (const WorkerMetrics* w : workers) locks.emplace_back(w->mutex);
+  Out out;
+
+  out.family("sluice_http_responses_total", "counter",
+             "Responses sent to clients, by route and status class (no route: empty labels).");
+  const auto route_keys = keys_of(workers, &WorkerMetrics::routes);
+  for (const std::string& k : route_keys) {
+    for (std::size_t c = 0; c < 5; ++c) {
+      const std::uint64_t v = sum_of(workers, &WorkerMetrics::routes, k,
+                                     [c](const RouteMetrics& m) { return m.responses[c].get(); });
+      out.sample("sluice_http_responses_total",
+                 route_labels(k) + ",code=\"" + std::to_string(c + 1) + "xx\"", v);
+    }
+  }
+
+  out.family("sluice_upstream_connect_errors_total", "counter",
+             "Upstream connections that failed (refused, reset, TLS handshake).");
+  const auto upstream_keys = keys_of(workers, &WorkerMetrics::upstreams);
+  for (const std::string& k : upstream_keys) {
+    out.sample("sluice_upstream_connect_errors_total", "upstream=\"" + label(k) + "\"",
+               sum_of(workers, &WorkerMetrics::upstreams, k,
+                      [](const UpstreamMetrics& m) { return m.connect_errors.get(); }));
+  }
+  out.family("sluice_upstream_connect_timeouts_total", "counter",
+             "Upstream connections that did not connect within timeouts.upstream_connect.");
+  for (const std::string& k : upstream_keys) {
+    out.sample("sluice_upstream_connect_timeouts_total", "upstream=\"" + label(k) + "\"",
+               sum_of(workers, &WorkerMetrics::upstreams, k,
+                      [](const UpstreamMetrics& m) { return m.connect_timeouts.get(); }));
+  }
+  out.family("sluice_upstream_response_seconds", "histogram",
+             "From the start of a request to the upstream's response head.");
+  for (const std::string& k : upstream_keys) {
+    out.histogram("sluice_upstream_response_seconds", "upstream=\"" + label(k) + "\"",
+                  [&](auto cell) {
+                    return sum_of(workers, &WorkerMetrics::upstreams, k,
+                                  [&](const UpstreamMetrics& m) { return cell(m.response_time); });
+                  });
+  }
+
+  const auto listener_keys = keys_of(workers, &WorkerMetrics::listeners);
+  out.family("sluice_connections_accepted_total", "counter", "Client connections accepted.");
+  for (const std::string& k : listener_keys) {
+    out.sample("sluice_connections_accepted_total", "listener=\"" + label(k) + "\"",
+               sum_of(workers, &WorkerMetrics::listeners, k,
+                      [](const ListenerMetrics& m) { return m.accepted.get(); }));
+  }
+  out.family("sluice_connections_active", "gauge", "Client connections open now.");
+  for (const std::string& k : listener_keys) {
+    out.sample_signed("sluice_connections_active", "listener=\"" + label(k) + "\"",
+                      sum_of(workers, &WorkerMetrics::listeners, k,
+                             [](const ListenerMetrics& m) { return m.active.get(); }));
+  }
+
+  out.family("sluice_tls_handshakes_total", "counter", "TLS handshakes completed.");
+  out.sample("sluice_tls_handshakes_total", "",
+             sum_workers(workers, [](const WorkerMetrics& w) { return w.io->tls_handshakes.get(); }));
+  out.family("sluice_tls_handshake_failures_total", "counter",
+             "TLS handshakes refused, broken off, or timed out.");
+  out.sample("sluice_tls_handshake_failures_total", "",
+             sum_workers(workers, [](const WorkerMetrics& w) { return w.io->tls_handshake_failures.get(); }));
+  out.family("sluice_tls_plain_http_total", "counter", "Plain HTTP sent to a TLS listener.");
+  out.sample("sluice_tls_plain_http_total", "",
+             sum_workers(workers, [](const WorkerMetrics& w) { return w.io->tls_plain_http.get(); }));
+
+  out.family("sluice_websocket_sessions_total", "counter",
+             "WebSocket upgrades that switched to relaying, by route.");
+  for (const std::string& k : route_keys) {
+    out.sample("sluice_websocket_sessions_total", route_labels(k),
+               sum_of(workers, &WorkerMetrics::routes, k,
+                      [](const RouteMetrics& m) { return m.ws_sessions.get(); }));
+  }
+  out.family("sluice_websocket_sessions_active", "gauge", "WebSocket sessions open now, by route.");
+  for (const std::string& k : route_keys) {
+    out.sample_signed("sluice_websocket_sessions_active", route_labels(k),
+                      sum_of(workers, &WorkerMetrics::routes, k,
+                             [](const RouteMetrics& m) { return m.ws_active.get(); }));
+  }
+  static const char* const kDirections[2] = {"client_to_upstream", "upstream_to_client"};
+  out.family("sluice_websocket_messages_total", "counter",
+             "WebSocket messages relayed, by route and direction.");
+  for (const std::string& k : route_keys) {
+    for (std::size_t d = 0; d < 2; ++d) {
+      out.sample("sluice_websocket_messages_total",
+                 route_labels(k) + ",direction=\"" + kDirections[d] + "\"",
+                 sum_of(workers, &WorkerMetrics::routes, k,
+                        [d](const RouteMetrics& m) { return m.ws_messages[d].get(); }));
+    }
+  }
+  out.family("sluice_websocket_message_bytes_total", "counter",
+             "WebSocket message payload bytes relayed, by route and direction.");
+  for (const std::string& k : route_keys) {
+    for (std::size_t d = 0; d < 2; ++d) {
+      out.sample("sluice_websocket_message_bytes_total",
+                 route_labels(k) + ",direction=\"" + kDirections[d] + "\"",
+                 sum_of(workers, &WorkerMetrics::routes, k,
+                        [d](const RouteMetrics& m) { return m.ws_bytes[d].get(); }));
+    }
+  }
+  out.family("sluice_websocket_closes_total", "counter",
+             "WebSocket sessions ended, by the first close code and the side that closed.");
+  static const char* const kSides[3] = {"client", "upstream", "gateway"};
+  for (std::size_t side = 0; side < 3; ++side) {
+    for (std::size_t slot = 0; slot < WorkerMetrics::kCodeSlots; ++slot) {
+      const std::uint64_t v = sum_workers(
+          workers, [&](const WorkerMetrics& w) { return w.ws_closes[side][slot].get(); });
+      if (v == 0) continue;  // 57 series, mostly zero: only those that happened
+      out.sample("sluice_websocket_closes_total",
+                 std::string("code=\"") + code_label(slot) + "\",side=\"" + kSides[side] + "\"", v);
+    }
+  }
+  out.family("sluice_websocket_refusals_total", "counter",
+             "WebSocket handshakes refused and sessions failed by policy, by reason.");
+  const std::pair<const char*, std::uint64_t> refusals[] = {
+      {"origin", sum_workers(workers, [](const WorkerMetrics& w) { return w.ws_refused_origin.get(); })},
+      {"handshake", sum_workers(workers, [](const WorkerMetrics& w) { return w.ws_refused_handshake.get(); })},
+      {"upstream_switch", sum_workers(workers, [](const WorkerMetrics& w) { return w.ws_bad_upstream_switch.get(); })},
+      {"protocol", sum_workers(workers, [](const WorkerMetrics& w) { return w.ws_policy[0].get(); })},
+      {"utf8", sum_workers(workers, [](const WorkerMetrics& w) { return w.ws_policy[1].get(); })},
+      {"size", sum_workers(workers, [](const WorkerMetrics& w) { return w.ws_policy[2].get(); })},
+      {"rate", sum_workers(workers, [](const WorkerMetrics& w) { return w.ws_policy[3].get(); })},
+  };
+  for (const auto& [reason, v] : refusals) {
+    out.sample("sluice_websocket_refusals_total", std::string("reason=\"") + reason + "\"", v);
+  }
+  out.family("sluice_websocket_ping_rtt_seconds", "histogram",
+             "Round trip of the gateway's keep-alive pings to WebSocket clients.");
+  out.histogram("sluice_websocket_ping_rtt_seconds", "", [&](auto cell) {
+    return sum_workers(workers, [&](const WorkerMetrics& w) { return cell(w.ws_ping_rtt); });
+  });
+
+  out.family("sluice_config_reloads_total", "counter", "Configuration reloads that took effect.");
+  out.sample("sluice_config_reloads_total", "", process.reloads);
+  out.family("sluice_config_reload_failures_total", "counter",
+             "Reloads refused (the running configuration was kept).");
+  out.sample("sluice_config_reload_failures_total", "", process.reload_failures);
+  out.family("sluice_config_generation", "gauge", "The running configuration's generation (1 at start).");
+  out.sample("sluice_config_generation", "", process.generation);
+  out.family("sluice_draining", "gauge", "1 once SIGTERM started the drain.");
+  out.sample("sluice_draining", "", process.draining ? 1 : 0);
+  out.family("sluice_workers", "gauge", "Worker threads.");
+  out.sample("sluice_workers", "", workers.size());
+  return out.take();
+}
+
+}  // namespace sluice::proxy
