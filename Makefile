@@ -24,7 +24,8 @@ build: deps
 	@cmake --build $(BUILD) -j $(JOBS)
 
 # Runs the gateway on conf/sluice.toml in the foreground, with the demo
-# backend beside it. Ctrl-C stops both.
+# upstreams behind it (demo/backend.py and demo/chat_server.js). Ctrl-C
+# stops all three.
 run: build
 	@sh scripts/run-demo.sh $(BUILD)/sluice conf/sluice.toml
 

@@ -7,9 +7,10 @@
 #   sh bench/testssl.sh
 #
 # It starts the demo backend (demo/backend.py, 127.0.0.1:9000) and
-# `build/sluice -c conf/sluice.toml` from the repository root, exactly as
-# `make run` does (TLS on 127.0.0.1:8443 with conf/dev/localhost.pem, made by
-# scripts/dev-cert.sh when missing), then runs
+# `build/sluice -c conf/sluice.toml` from the repository root, as `make run`
+# does (TLS on 127.0.0.1:8443 with conf/dev/localhost.pem, made by
+# scripts/dev-cert.sh when missing; the demo chat server is left out, the
+# scan never opens /chat), then runs
 #
 #   timeout 900 testssl --quiet --color 0 --warnings off --nodns none \
 #       --jsonfile-pretty TMP/testssl.json https://127.0.0.1:8443/

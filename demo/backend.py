@@ -1,11 +1,13 @@
 #!/usr/bin/python3
 """The demo backend that `make run` starts next to the gateway.
 
-A small HTTP/1.1 origin server on 127.0.0.1:9000 (standard library only) so a
-person can see what the gateway does to a request: `/` shows the request
-headers as they arrived here, including the ones the gateway added
-(X-Forwarded-For, Via, ...). Other paths: `/api/time` (JSON), `/echo` (POST
-body echoed back), `/health` ("ok").
+A small HTTP/1.1 origin server on 127.0.0.1:9000 (standard library only). It
+serves the files of demo/static: `/` is the chat page (index.html and its
+app.js), whose WebSocket goes through the gateway's /chat route to
+demo/chat_server.js. `/headers` shows the request headers as they arrived
+here, so a person can see what the gateway does to a request, including the
+ones it added (X-Forwarded-For, Via, ...). Other paths: `/api/time` (JSON),
+`/echo` (POST body echoed back), `/health` ("ok").
 
 Every response carries Content-Length, so connections stay open between
 requests and the gateway's keep-alive pool is exercised. This is a demo, not a
@@ -15,6 +17,7 @@ server to expose: it listens on loopback unless told otherwise.
 import argparse
 import html
 import json
+import os
 import signal
 import sys
 import threading
@@ -25,6 +28,33 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 MAX_BODY_BYTES = 1 << 20  # /echo refuses larger bodies with 413
+
+# The files of demo/static, served as they are (read on each request, so an
+# edited page shows on reload). Only the names found there at start are
+# served: a request path never reaches the file system.
+STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".png": "image/png",
+    ".svg": "image/svg+xml",
+}
+
+
+def static_files():
+    """URL path -> (file path, content type) for each servable file of STATIC_DIR."""
+    files = {}
+    if not os.path.isdir(STATIC_DIR):
+        return files
+    for name in sorted(os.listdir(STATIC_DIR)):
+        ctype = CONTENT_TYPES.get(os.path.splitext(name)[1])
+        full = os.path.join(STATIC_DIR, name)
+        if ctype and os.path.isfile(full):
+            files["/" + name] = (full, ctype)
+    if "/index.html" in files:
+        files["/"] = files["/index.html"]
+    return files
 
 # Headers a reverse proxy adds or rewrites; the page marks them so they stand out.
 PROXY_HEADERS = frozenset(
@@ -55,8 +85,8 @@ reached the backend; the highlighted headers are the ones a reverse proxy adds
 <tr><th>Header</th><th>Value</th></tr>
 {rows}
 </table>
-<p>Also here: <a href="/api/time">/api/time</a> (JSON), <code>POST /echo</code> (echoes the body),
-<a href="/health">/health</a>.</p>
+<p>Also here: <a href="/">the chat</a>, <a href="/api/time">/api/time</a> (JSON),
+<code>POST /echo</code> (echoes the body), <a href="/health">/health</a>.</p>
 </body>
 </html>
 """
@@ -71,6 +101,7 @@ class DemoHandler(BaseHTTPRequestHandler):
     # An idle keep-alive connection (the gateway's pool keeps some) is closed
     # after this long, so its thread does not live forever.
     timeout = 300
+    static = {}  # static_files(), set by main()
 
     def version_string(self):
         return self.server_version
@@ -87,7 +118,7 @@ class DemoHandler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         if path != "/echo":
             self._discard_body()
-            if path in ("/", "/api/time", "/health"):
+            if path in ("/headers", "/api/time", "/health") or path in self.static:
                 self._method_not_allowed("GET, HEAD")
             else:
                 self._send_text(HTTPStatus.NOT_FOUND, "not found\n")
@@ -102,7 +133,9 @@ class DemoHandler(BaseHTTPRequestHandler):
 
     def _route(self, send_body):
         path = urlsplit(self.path).path
-        if path == "/":
+        if path in self.static:
+            self._send_file(*self.static[path], send_body=send_body)
+        elif path == "/headers":
             self._send(HTTPStatus.OK, "text/html; charset=utf-8", self._page(), send_body)
         elif path == "/api/time":
             now = time.time()
@@ -215,6 +248,15 @@ class DemoHandler(BaseHTTPRequestHandler):
         if send_body:
             self.wfile.write(body)
 
+    def _send_file(self, file_path, content_type, send_body=True):
+        try:
+            with open(file_path, "rb") as f:
+                body = f.read()
+        except OSError:
+            self._send_text(HTTPStatus.NOT_FOUND, "not found\n", send_body)
+            return
+        self._send(HTTPStatus.OK, content_type, body, send_body)
+
     def _send_text(self, status, text, send_body=True):
         self._send(status, "text/plain; charset=utf-8", text.encode(), send_body)
 
@@ -245,6 +287,7 @@ def main(argv=None):
     if not 1 <= args.port <= 65535:
         parser.error("--port must be in 1..65535")
 
+    DemoHandler.static = static_files()
     ThreadingHTTPServer.daemon_threads = True  # idle keep-alive threads never block exit
     try:
         server = ThreadingHTTPServer((args.host, args.port), DemoHandler)

@@ -17,14 +17,20 @@ catch2:/usr/include/catch2/catch.hpp
 node-llhttp:/usr/share/llhttp/llhttp.c
 curl:/usr/bin/curl
 python3:/usr/bin/python3
+nodejs:/usr/bin/node
+npm:/usr/bin/npm
 "
 if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--bench" ]; then
   need="$need
 nginx-light:/usr/sbin/nginx
 python3-websockets:/usr/lib/python3/dist-packages/websockets/__init__.py
-nodejs:/usr/bin/node
-npm:/usr/bin/npm
 wrk:/usr/bin/wrk
+"
+fi
+# The browser test drives Debian's chromium (never a downloaded browser).
+if [ "${1:-}" = "--test" ]; then
+  need="$need
+chromium:/usr/bin/chromium
 "
 fi
 if [ "${1:-}" = "--fuzz" ]; then
@@ -40,14 +46,27 @@ util-linux:/usr/bin/taskset
 "
 fi
 
-# Node packages for the test peers, from the npm registry, pinned by
-# tests/node/package-lock.json (run after the Debian packages are in).
-node_peers() {
+# Node packages from the npm registry, pinned by each folder's
+# package-lock.json (run after the Debian packages are in): demo/ (the demo
+# chat server's `ws`) always, tests/node (the test peers' `ws`, and
+# playwright-core for the browser test) for --test and --bench. A folder is
+# installed again when its lock file is newer than the record npm keeps of
+# its last install (node_modules/.package-lock.json). No browser is ever
+# downloaded: playwright-core has no install step that would, and
+# PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 says so should that change.
+npm_folder() {
+  dir=$(dirname "$0")/../$1
+  installed=$dir/node_modules/.package-lock.json
+  [ -f "$installed" ] && [ -z "$(find "$dir/package-lock.json" -newer "$installed")" ] &&
+    return 0
+  echo "install-deps: installing Node packages (npm ci in $1)" >&2
+  (cd "$dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 \
+    npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+}
+node_packages() {
+  npm_folder demo
   [ "${1:-}" = "--test" ] || [ "${1:-}" = "--bench" ] || return 0
-  dir=$(dirname "$0")/../tests/node
-  [ -f "$dir/node_modules/ws/package.json" ] && return 0
-  echo "install-deps: installing the Node test peers (npm ci in tests/node)" >&2
-  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  npm_folder tests/node
 }
 
 missing=""
@@ -57,7 +76,7 @@ for entry in $need; do
   [ -e "$file" ] || missing="$missing $pkg"
 done
 if [ -z "$missing" ]; then
-  node_peers "${1:-}"
+  node_packages "${1:-}"
   exit 0
 fi
 
@@ -70,4 +89,4 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq >/dev/null
 # shellcheck disable=SC2086
 apt-get install -y -qq --no-install-recommends $missing >/dev/null
-node_peers "${1:-}"
+node_packages "${1:-}"

@@ -99,8 +99,10 @@ class TempFile {
 };
 
 // Every value that kMinimal and conf/sluice.toml leave at (or set to) its
-// default; the two differ in the upstream's name and in the TLS listener that
-// conf/sluice.toml adds after the first, which is checked by its own test.
+// default, in their first route and first upstream; the two differ in the
+// upstream's name, and in what conf/sluice.toml adds after those (a TLS
+// listener, and the demo's /chat route and chat upstream), which its own test
+// checks.
 void check_defaults(const Config& c, const std::string& upstream) {
   CHECK(c.server.workers == 0);
   CHECK(c.server.drain_timeout == 30s);
@@ -118,14 +120,14 @@ void check_defaults(const Config& c, const std::string& upstream) {
   REQUIRE(!c.listeners.empty());
   CHECK(c.listeners[0].address == "127.0.0.1:8080");
   CHECK_FALSE(c.listeners[0].tls.has_value());
-  REQUIRE(c.routes.size() == 1);
+  REQUIRE(!c.routes.empty());
   CHECK(c.routes[0].host == "*");
   CHECK(c.routes[0].path_prefix == "/");
   CHECK(c.routes[0].upstream == upstream);
   CHECK(c.routes[0].upstream_index == 0);
   CHECK_FALSE(c.routes[0].strip_prefix);
   CHECK(c.routes[0].hsts.empty());
-  REQUIRE(c.upstreams.size() == 1);
+  REQUIRE(!c.upstreams.empty());
   const auto& up = c.upstreams[0];
   CHECK(up.name == upstream);
   REQUIRE(up.servers.size() == 1);
@@ -236,6 +238,8 @@ TEST_CASE("config: defaults apply when optional sections are absent", "[config]"
   CHECK(c->source_path == kPath);
   check_defaults(*c, "app");
   CHECK(c->listeners.size() == 1);
+  CHECK(c->routes.size() == 1);
+  CHECK(c->upstreams.size() == 1);
 }
 
 TEST_CASE("config: a full valid config sets every field", "[config]") {
@@ -683,9 +687,28 @@ TEST_CASE("config: the shipped configs load", "[config]") {
   CHECK(example->upstreams.at(4).tls.cert == "conf/dev/localhost.pem");
 
   // sluice.toml writes every key out at its default value, and adds a TLS
-  // listener on the dev certificate.
+  // listener on the dev certificate, and the demo's /chat route to its chat
+  // upstream (whose WebSocket policy config_websocket_test.cpp checks).
   const auto c = config_of(load_config("conf/sluice.toml"));
   check_defaults(*c, "demo");
+  REQUIRE(c->routes.size() == 2);
+  const Route& chat = c->routes[1];
+  CHECK(chat.host == "*");
+  CHECK(chat.path_prefix == "/chat");
+  CHECK(chat.upstream == "chat");
+  CHECK(chat.upstream_index == 1);
+  CHECK_FALSE(chat.strip_prefix);
+  CHECK(chat.hsts.empty());
+  REQUIRE(c->upstreams.size() == 2);
+  const Upstream& chat_up = c->upstreams[1];
+  CHECK(chat_up.name == "chat");
+  REQUIRE(chat_up.servers.size() == 1);
+  CHECK(chat_up.servers[0].addr.text == "127.0.0.1:9001");
+  CHECK(chat_up.balance == Balance::RoundRobin);
+  CHECK(chat_up.keepalive == 64);
+  CHECK(chat_up.max_fails == 3);
+  CHECK(chat_up.fail_timeout == 10s);
+  CHECK_FALSE(chat_up.tls.enabled);
   REQUIRE(c->listeners.size() == 2);
   const Listener& secure = c->listeners[1];
   CHECK(secure.address == "127.0.0.1:8443");

@@ -386,10 +386,26 @@ std::shared_ptr<const Config> load_file(const std::string& path) {
 TEST_CASE("config websocket: the shipped configs show the table", "[config]") {
   InDirectory root(SLUICE_SOURCE_DIR);
   INFO("conf/dev/localhost.pem and .key come from `sh scripts/dev-cert.sh` (run by make build)");
-  // sluice.toml's block is commented out: its one route has the defaults.
-  const auto defaults = load_file("conf/sluice.toml");
-  REQUIRE(defaults->routes.size() == 1);
-  check_defaults(defaults->routes[0].websocket);
+  // sluice.toml: the block of its first route is commented out (the
+  // defaults); the demo's /chat route writes every key out, with its own
+  // origins and a 1 MiB message limit.
+  const auto shipped = load_file("conf/sluice.toml");
+  REQUIRE(shipped->routes.size() == 2);
+  check_defaults(shipped->routes[0].websocket);
+  const Route& demo = shipped->routes[1];
+  CHECK(demo.path_prefix == "/chat");
+  const RouteWebSocket& d = demo.websocket;
+  CHECK(d.enabled);
+  CHECK(d.allowed_origins == origins({"https://localhost:8443", "https://127.0.0.1:8443",
+                                      "http://127.0.0.1:8080", "http://localhost:8080"}));
+  CHECK_FALSE(d.allow_missing_origin);
+  CHECK(d.subprotocols.empty());
+  CHECK(d.max_frame_bytes == 1u << 20);
+  CHECK(d.max_message_bytes == 1u << 20);
+  CHECK(d.validate_utf8);
+  CHECK(d.idle_timeout == 5min);
+  CHECK(d.ping_interval == 30s);
+  CHECK(d.extensions == Extensions::Strip);
 
   const auto example = load_file("conf/example-full.toml");
   const auto chat = std::find_if(example->routes.begin(), example->routes.end(),
