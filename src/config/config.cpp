@@ -213,24 +213,37 @@ class Loader {
     }
   }
 
+  // The required `address` key of table `t`, resolved; problems are
+  // reported at the key.
+  struct AddressKey {
+    Field field;
+    std::string text;  // as written
+    SocketAddress addr;
+  };
+  std::optional<AddressKey> address(const toml::table& t, std::string_view prefix) {
+    const auto f = in_.required(t, prefix, "address");
+    auto text = f ? in_.as_string(*f) : std::nullopt;
+    if (!text) return std::nullopt;
+    auto resolved = resolve_address(*text);
+    if (auto* why = std::get_if<std::string>(&resolved)) {
+      in_.error(*f, *why);
+      return std::nullopt;
+    }
+    return AddressKey{*f, std::move(*text), std::get<SocketAddress>(std::move(resolved))};
+  }
+
   void load_admin(const toml::table& root) {
     const auto* t = in_.section(root, "admin", {"address", "allow_remote"});
     if (t == nullptr) return;
     AdminSettings& a = config_.admin;
     if (auto f = in_.field(*t, "admin", "allow_remote"))
       if (auto b = in_.as_bool(*f)) a.allow_remote = *b;
-    const auto f = in_.required(*t, "admin", "address");
-    const auto text = f ? in_.as_string(*f) : std::nullopt;
-    if (!text) return;
-    auto resolved = resolve_address(*text);
-    if (auto* why = std::get_if<std::string>(&resolved)) {
-      in_.error(*f, *why);
-      return;
-    }
-    a.addr = std::get<SocketAddress>(std::move(resolved));
-    a.address = *text;
+    auto at = address(*t, "admin");
+    if (!at) return;
+    a.address = std::move(at->text);
+    a.addr = std::move(at->addr);
     if (!a.allow_remote && !is_loopback(a.addr)) {
-      in_.error(*f, a.addr.text + " is not a loopback address; the admin endpoint serves "
+      in_.error(at->field, a.addr.text + " is not a loopback address; the admin endpoint serves "
                     "metrics and config facts without authentication (set "
                     "admin.allow_remote = true to allow it)");
       return;
@@ -248,21 +261,15 @@ class Loader {
       // Read first, so its problems are reported even when the address is bad.
       std::optional<ListenerTls> tls;
       if (const auto f = in_.field(t, prefix, "tls")) tls = read_listener_tls(in_, *f);
-      const auto f = in_.required(t, prefix, "address");
-      const auto text = f ? in_.as_string(*f) : std::nullopt;
-      if (!text) continue;
-      auto resolved = resolve_address(*text);
-      if (auto* why = std::get_if<std::string>(&resolved)) {
-        in_.error(*f, *why);
-        continue;
-      }
-      Listener listener{*text, std::get<SocketAddress>(std::move(resolved)), std::move(tls)};
+      auto at = address(t, prefix);
+      if (!at) continue;
+      Listener listener{std::move(at->text), std::move(at->addr), std::move(tls)};
       const auto& seen = config_.listeners;
       const auto dup = std::find_if(seen.begin(), seen.end(), [&](const Listener& other) {
         return same_address(other.addr, listener.addr);
       });
       if (dup != seen.end()) {
-        in_.error(*f, "same address as " + keys[static_cast<std::size_t>(dup - seen.begin())] +
+        in_.error(at->field, "same address as " + keys[static_cast<std::size_t>(dup - seen.begin())] +
                           " (" + listener.addr.text + ")");
         continue;
       }

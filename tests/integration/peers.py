@@ -424,6 +424,57 @@ def stop_process(proc, grace):
             proc.wait(5)
 
 
+class OutputProcess:
+    """A helper process whose stdout (and stderr, merged) is collected line by
+    line in `lines`, for waiting on what it says and for failure messages.
+    `stdin` is a pipe when `stdin_pipe` (the process also ends when the test
+    process does, if it reads it), else /dev/null."""
+
+    def __init__(self, name, argv, stdin_pipe=False, cwd=None):
+        self.name = name
+        self.lines = []
+        self.cond = threading.Condition()
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=cwd)
+        self.reader = threading.Thread(target=self._drain, daemon=True, name=name)
+        self.reader.start()
+
+    def _drain(self):
+        for raw in iter(self.proc.stdout.readline, b""):
+            with self.cond:
+                self.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+                self.cond.notify_all()
+        with self.cond:
+            self.cond.notify_all()
+
+    def wait_line(self, predicate, timeout):
+        """The first line for which predicate(line) holds, waiting up to
+        `timeout` (less if the process exits); None if there is none."""
+        with self.cond:
+            def found():
+                return next((l for l in self.lines if predicate(l)), None)
+            self.cond.wait_for(lambda: found() is not None or self.proc.poll() is not None, timeout)
+            return found()
+
+    def output(self, n=40):
+        with self.cond:
+            return "\n".join(self.lines[-n:])
+
+    def send(self, text):
+        self.proc.stdin.write(text.encode())
+        self.proc.stdin.flush()
+
+    def stop(self, grace=5):
+        stop_process(self.proc, grace)
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                try:
+                    pipe.close()
+                except OSError:
+                    pass
+        self.reader.join(5)
+
+
 # ---------------------------------------------------------------------------
 # nginx as a backend
 

@@ -29,7 +29,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (LOOPBACK, SLOW, SLUICE_BIN, SOURCE_DIR, Sluice,  # noqa: E402
                      SluiceTestCase, free_port, to_toml)
-from peers import stop_process  # noqa: E402
+from peers import OutputProcess  # noqa: E402
 
 NODE_BIN = "/usr/bin/node"
 CHROMIUM = "/usr/bin/chromium"
@@ -44,46 +44,15 @@ START_TIMEOUT = 10.0        # for each demo upstream to listen
 BROWSER_TIMEOUT = 120.0 * SLOW
 
 
-class DemoProcess:
-    """One demo upstream (a command that prints a "listening" line), its
-    output kept for failure messages."""
-
-    def __init__(self, name, argv, ready):
-        self.name = name
-        self.lines = []
-        self.cond = threading.Condition()
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, cwd=SOURCE_DIR)
-        self.reader = threading.Thread(target=self._drain, daemon=True, name=name)
-        self.reader.start()
-        with self.cond:
-            self.cond.wait_for(lambda: self._ready(ready) or self.proc.poll() is not None,
-                               START_TIMEOUT * SLOW)
-            ok = self._ready(ready)
-        if not ok:
-            self.stop()
-            raise AssertionError("%s did not say %r within %.0fs:\n%s" % (
-                name, ready, START_TIMEOUT * SLOW, self.output()))
-
-    def _ready(self, text):
-        return any(text in l for l in self.lines)
-
-    def _drain(self):
-        for raw in iter(self.proc.stdout.readline, b""):
-            with self.cond:
-                self.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
-                self.cond.notify_all()
-        with self.cond:
-            self.cond.notify_all()
-
-    def output(self):
-        with self.cond:
-            return "\n".join(self.lines[-40:])
-
-    def stop(self):
-        stop_process(self.proc, 5)
-        self.proc.stdout.close()
-        self.reader.join(5)
+def demo_process(name, argv, ready):
+    """One demo upstream (a command that prints a `ready` line once it
+    listens), its output kept for failure messages."""
+    p = OutputProcess(name, argv, cwd=SOURCE_DIR)
+    if p.wait_line(lambda l: ready in l, START_TIMEOUT * SLOW) is None:
+        p.stop()
+        raise AssertionError("%s did not say %r within %.0fs:\n%s" % (
+            name, ready, START_TIMEOUT * SLOW, p.output()))
+    return p
 
 
 class DemoSluice(Sluice):
@@ -144,7 +113,7 @@ class ChatDemoInBrowser(SluiceTestCase):
                 self.fail("%s is not installed (make test-deps): no %s" % (what, path))
 
     def demo_process(self, name, argv, ready):
-        p = DemoProcess(name, argv, ready)
+        p = demo_process(name, argv, ready)
         self.addCleanup(p.stop)
         return p
 

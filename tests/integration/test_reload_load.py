@@ -23,6 +23,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import SLOW, Sluice, base_config, route, upstream  # noqa: E402
 from wscase import WsTestCase  # noqa: E402
+from peers import OutputProcess  # noqa: E402
 from wspeers import NODE_BIN, NODE_DIR, NodeScript  # noqa: E402
 
 WRK_BIN = shutil.which("wrk") or "/usr/bin/wrk"
@@ -32,46 +33,25 @@ MESSAGE_INTERVAL_MS = 500   # per session: 2,000 messages/s through sluice in al
 ORIGIN = "http://localhost"
 
 
-class SessionsClient:
-    """node ws_sessions.js: opens the sessions, talks until stop()."""
+class SessionsClient(OutputProcess):
+    """node ws_sessions.js: opens the sessions, talks until finish()."""
 
     def __init__(self, url, count):
-        self.proc = subprocess.Popen(
-            [NODE_BIN, os.path.join(NODE_DIR, "ws_sessions.js"), url, str(count),
-             str(MESSAGE_INTERVAL_MS), ORIGIN],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.lines = []
-        self.cond = threading.Condition()
-        threading.Thread(target=self._drain, daemon=True).start()
+        super().__init__("ws-sessions", [NODE_BIN, os.path.join(NODE_DIR, "ws_sessions.js"), url,
+                                         str(count), str(MESSAGE_INTERVAL_MS), ORIGIN],
+                         stdin_pipe=True)
 
-    def _drain(self):
-        for line in self.proc.stdout:
-            with self.cond:
-                self.lines.append(line.rstrip("\n"))
-                self.cond.notify_all()
+    def line(self, prefix, timeout):
+        found = self.wait_line(lambda l: l.startswith(prefix), timeout)
+        if found is None:
+            raise AssertionError("ws_sessions printed no %r:\n%s" % (prefix, self.output()))
+        return found
 
-    def wait_line(self, prefix, timeout):
-        with self.cond:
-            self.cond.wait_for(lambda: any(l.startswith(prefix) for l in self.lines)
-                               or self.proc.poll() is not None, timeout)
-            for l in self.lines:
-                if l.startswith(prefix):
-                    return l
-        raise AssertionError("ws_sessions printed no %r:\n%s" % (prefix, "\n".join(self.lines)))
-
-    def stop(self, timeout):
-        self.proc.stdin.write("stop\n")
-        self.proc.stdin.flush()
-        line = self.wait_line("summary ", timeout)
+    def finish(self, timeout):
+        self.send("stop\n")
+        summary = self.line("summary ", timeout)
         self.proc.wait(timeout)
-        return json.loads(line[len("summary "):])
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        self.proc.stdin.close()
-        self.proc.stdout.close()
+        return json.loads(summary[len("summary "):])
 
 
 class ReloadUnderLoad(WsTestCase):
@@ -95,9 +75,9 @@ class ReloadUnderLoad(WsTestCase):
         self.addCleanup(self._stop_sluice, s)
 
         sessions = SessionsClient("ws://127.0.0.1:%d/ws" % s.port, SESSIONS)
-        self.addCleanup(sessions.kill)
-        opened = sessions.wait_line("open ", 60 * SLOW)
-        self.assertEqual(opened, "open %d" % SESSIONS, "\n".join(sessions.lines[-20:]))
+        self.addCleanup(sessions.stop)
+        opened = sessions.line("open ", 60 * SLOW)
+        self.assertEqual(opened, "open %d" % SESSIONS, sessions.output())
 
         duration = int(10 * SLOW)
         wrk = subprocess.Popen([WRK_BIN, "-t1", "-c16", "-d%ds" % duration, "--timeout", "5s",
@@ -113,7 +93,7 @@ class ReloadUnderLoad(WsTestCase):
             pace.wait(0.8 * duration / RELOADS)
         self.assertIsNone(wrk.poll(), "wrk ended before the last reload")
         wrk_out, _ = wrk.communicate(timeout=duration + 30)
-        summary = sessions.stop(30 * SLOW)
+        summary = sessions.finish(30 * SLOW)
 
         # HTTP: wrk saw every request answered 2xx, on connections that lasted.
         self.assertEqual(wrk.returncode, 0, wrk_out)

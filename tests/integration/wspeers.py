@@ -26,7 +26,7 @@ import websockets
 
 from httpwire import (IO_TIMEOUT, LOOPBACK, ConnectionClosed, Headers, ProtocolError, Stream,
                       _read_head_lines, _split_header)
-from peers import ServerConn, ThreadedServer, stop_process
+from peers import OutputProcess, ServerConn, ThreadedServer
 from wsframes import (BINARY, CLOSE, PING, PONG, FrameReader, accept_for, close_payload,
                       encode_frame, parse_frame)
 
@@ -377,57 +377,34 @@ class WsEchoServer:
 class NodeScript:
     """`node tests/node/SCRIPT 0` (chat_server.js, echo_server.js): a Node `ws`
     peer on a port it picks itself, ready when it prints "listening PORT".
-    Its stdout and stderr are kept in `lines` for failure messages; stdin is
-    a pipe, so the process also ends when the test process does."""
+    Its output is kept for failure messages; stdin is a pipe, so the process
+    also ends when the test process does."""
 
     def __init__(self, script, name=None):
         self.script = os.path.join(NODE_DIR, script)
         self.name = name or os.path.splitext(script)[0]
         self.port = None
         self.addr = None
-        self.proc = None
-        self.lines = []
-        self.cond = threading.Condition()
-        self.reader = None
+        self.process = None
 
     def start(self, timeout=IO_TIMEOUT):
         if not os.path.isdir(os.path.join(NODE_DIR, "node_modules", "ws")):
             raise AssertionError("Node's ws is not installed in tests/node (make test-deps)")
-        self.proc = subprocess.Popen([NODE_BIN, self.script, "0"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        self.reader = threading.Thread(target=self._drain, daemon=True, name="node-" + self.name)
-        self.reader.start()
-        with self.cond:
-            self.cond.wait_for(lambda: self._listening() or self.proc.poll() is not None,
-                               timeout)
-            line = self._listening()
+        self.process = OutputProcess("node-" + self.name, [NODE_BIN, self.script, "0"],
+                                     stdin_pipe=True)
+        line = self.process.wait_line(lambda l: l.startswith("listening "), timeout)
         if not line:
             self.stop()
             raise AssertionError("%s: node did not print 'listening' within %.0fs:\n%s" % (
-                self.name, timeout, "\n".join(self.lines)))
+                self.name, timeout, self.process.output()))
         self.port = int(line.split()[1])
         self.addr = "%s:%d" % (LOOPBACK, self.port)
         return self
 
-    def _listening(self):
-        return next((l for l in self.lines if l.startswith("listening ")), None)
-
-    def _drain(self):
-        for raw in iter(self.proc.stdout.readline, b""):
-            with self.cond:
-                self.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
-                self.cond.notify_all()
-        with self.cond:
-            self.cond.notify_all()
+    @property
+    def lines(self):
+        return self.process.lines if self.process else []
 
     def stop(self):
-        if self.proc is None:
-            return
-        stop_process(self.proc, 5)
-        for pipe in (self.proc.stdin, self.proc.stdout):
-            try:
-                pipe.close()
-            except OSError:
-                pass
-        if self.reader is not None:
-            self.reader.join(5)
+        if self.process is not None:
+            self.process.stop()
