@@ -145,7 +145,8 @@ class Loader {
 
   void load_server(const toml::table& root) {
     const auto* t = in_.section(root, "server",
-                                {"workers", "drain_timeout", "drain_delay", "reload_grace"});
+                                {"workers", "drain_timeout", "drain_delay", "reload_grace",
+                                 "trusted_proxies"});
     if (t == nullptr) return;
     if (auto f = in_.field(*t, "server", "workers")) {
       // "auto" is the spelling DESIGN.md uses; it means the same as 0.
@@ -160,6 +161,28 @@ class Loader {
     if (auto d = duration(*t, "server", "drain_timeout")) config_.server.drain_timeout = *d;
     if (auto d = duration(*t, "server", "drain_delay", true)) config_.server.drain_delay = *d;
     if (auto d = duration(*t, "server", "reload_grace")) config_.server.reload_grace = *d;
+    if (auto f = in_.field(*t, "server", "trusted_proxies")) load_trusted(*f);
+  }
+
+  void load_trusted(const Field& f) {
+    const toml::array* items = f.node->as_array();
+    if (items == nullptr) {
+      in_.error(f, "expected an array of addresses or CIDR prefixes, e.g. [\"10.0.0.0/8\", \"::1\"]");
+      return;
+    }
+    for (std::size_t i = 0; i < items->size(); ++i) {
+      const Field entry{items->get(i), indexed(f.path, i)};
+      const auto text = in_.as_string(entry);
+      if (!text) continue;
+      auto parsed = net::parse_cidr(*text);
+      if (auto* why = std::get_if<std::string>(&parsed)) {
+        in_.error(entry, *why);
+        continue;
+      }
+      const auto& p = std::get<net::CidrPrefix>(parsed);
+      config_.server.trusted_proxies.add(p);
+      config_.server.trusted_proxies_text.push_back(net::to_string(p));
+    }
   }
 
   void load_limits(const toml::table& root) {
@@ -257,13 +280,16 @@ class Loader {
     for (std::size_t i = 0; i < tables.size(); ++i) {
       const toml::table& t = *tables[i];
       const std::string prefix = indexed("listener", i);
-      in_.check_keys(t, prefix, {"address", "tls"});
+      in_.check_keys(t, prefix, {"address", "tls", "proxy_protocol"});
+      bool proxy_protocol = false;
+      if (const auto f = in_.field(t, prefix, "proxy_protocol"))
+        if (const auto b = in_.as_bool(*f)) proxy_protocol = *b;
       // Read first, so its problems are reported even when the address is bad.
       std::optional<ListenerTls> tls;
       if (const auto f = in_.field(t, prefix, "tls")) tls = read_listener_tls(in_, *f);
       auto at = address(t, prefix);
       if (!at) continue;
-      Listener listener{std::move(at->text), std::move(at->addr), std::move(tls)};
+      Listener listener{std::move(at->text), std::move(at->addr), std::move(tls), proxy_protocol};
       const auto& seen = config_.listeners;
       const auto dup = std::find_if(seen.begin(), seen.end(), [&](const Listener& other) {
         return same_address(other.addr, listener.addr);

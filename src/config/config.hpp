@@ -20,6 +20,7 @@
 #include <variant>
 #include <vector>
 
+#include "net/cidr.hpp"
 #include "ws/handshake.hpp"
 
 namespace sluice::config {
@@ -43,6 +44,11 @@ struct ServerSettings {
   Millis drain_timeout{30'000};    // SIGTERM: in-flight requests get this long
   Millis drain_delay{0};           // SIGTERM: /readyz fails this long before listeners close
   Millis reload_grace{30'000};     // SIGHUP: 1012 closes are spread over this
+  // Peers whose X-Forwarded-For is kept and extended; from any other peer it
+  // is replaced by the peer's address. The peer is the PROXY protocol's
+  // client address on listeners that take it.
+  net::CidrSet trusted_proxies;
+  std::vector<std::string> trusted_proxies_text;  // as written, canonical
 };
 
 struct Limits {
@@ -100,6 +106,10 @@ struct Listener {
   std::string address;  // as written
   SocketAddress addr;
   std::optional<ListenerTls> tls;  // absent: plain TCP
+  // Every connection starts with a PROXY protocol header (v1 or v2, from an
+  // L4 balancer); its client address is the client's everywhere. A
+  // connection without a valid one is closed.
+  bool proxy_protocol = false;
 };
 
 struct UpstreamTls {

@@ -89,9 +89,11 @@ void write_upstream_head(const MessageHead& head, const RequestForward& f, std::
     out += host.empty() ? std::string_view(f.fallback_host) : host;
     out += "\r\n";
   }
-  // X-Forwarded-For: the client's list, then the address this gateway saw.
+  // X-Forwarded-For: the client's list when the client is a trusted proxy,
+  // then the address this gateway saw. From anyone else the list is
+  // replaced: it could say anything.
   out += "X-Forwarded-For: ";
-  if (has_xff) {
+  if (has_xff && f.trust_client_xff) {
     for (std::size_t i = 0; i < head.header_count(); ++i) {
       if (!iequals(head.name(i), "x-forwarded-for")) continue;
       std::string_view v = trim_ows(head.value(i));

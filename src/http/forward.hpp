@@ -27,6 +27,7 @@ struct RequestForward {
   std::string_view host;           // the host the request named, lower case ("" if none)
   std::string_view fallback_host;  // Host to send when the client sent none (HTTP/1.0)
   std::string_view client_ip;      // appended to X-Forwarded-For
+  bool trust_client_xff = false;   // keep the client's X-Forwarded-For (a trusted proxy) or replace it
   std::string_view proto = "http"; // X-Forwarded-Proto
   bool client_http10 = false;      // Via says "1.0 sluice"
   const WebSocketForward* websocket = nullptr;  // set: an upgrade to websocket

@@ -104,6 +104,9 @@ class TlsTransport final : public Transport, private TransportHandler {
   // through on_handshake_done() or on_error().
   void start_client(SSL* ssl);
   bool handshake_done() const noexcept { return handshake_done_; }
+  // The connection starts with a preface for the handler (on_preface)
+  // before the TLS handshake: a PROXY protocol header.
+  void expect_preface() noexcept { preface_ = true; }
 
   void read_start() override;
   void read_stop() override;
@@ -153,6 +156,7 @@ class TlsTransport final : public Transport, private TransportHandler {
   bool handshake_done_ = false;
   bool client_ = false;
   bool first_bytes_seen_ = false;
+  bool preface_ = false;  // the handler still reads its preface (expect_preface)
   bool in_pump_ = false;
   bool closing_ = false;
   bool failed_ = false;

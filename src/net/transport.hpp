@@ -101,6 +101,14 @@ class TransportHandler {
   virtual void on_closed() = 0;
   // A security handshake this side started (TLS client) has completed.
   virtual void on_handshake_done() {}
+  // The connection's first bytes, before TLS, on a transport told to expect
+  // a preface (a PROXY protocol header): returns how many of block->data[0,
+  // n) belong to it and sets `done` once it is complete. The rest, if any,
+  // is then read as usual. A bad preface: the handler closes the transport.
+  virtual std::size_t on_preface(Block*, std::size_t, bool& done) {
+    done = true;
+    return 0;
+  }
 
  protected:
   ~TransportHandler() = default;

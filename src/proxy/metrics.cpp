@@ -233,6 +233,11 @@ std::string render_metrics(const std::vector<const WorkerMetrics*>& workers,
   out.sample("sluice_tls_plain_http_total", "",
              sum_workers(workers, [](const WorkerMetrics& w) { return w.io->tls_plain_http.get(); }));
 
+  out.family("sluice_proxy_protocol_errors_total", "counter",
+             "Connections closed for a bad, or no timely, PROXY protocol header.");
+  out.sample("sluice_proxy_protocol_errors_total", "",
+             sum_workers(workers, [](const WorkerMetrics& w) { return w.proxy_protocol_errors.get(); }));
+
   out.family("sluice_websocket_sessions_total", "counter",
              "WebSocket upgrades that switched to relaying, by route.");
   for (const std::string& k : route_keys) {

@@ -63,6 +63,7 @@ struct WorkerMetrics {
   std::array<std::array<Counter, kCodeSlots>, 3> ws_closes{};
   static std::size_t code_slot(std::uint16_t code) noexcept;
   Histogram ws_ping_rtt;
+  Counter proxy_protocol_errors;  // connections closed for a bad or missing PROXY header
 
   mutable std::mutex mutex;
   std::map<std::string, std::unique_ptr<RouteMetrics>> routes;  // "host\npath_prefix"

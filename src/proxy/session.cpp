@@ -57,6 +57,18 @@ const char* to_string(CloseReason r) noexcept {
   return "?";
 }
 
+namespace {
+// Whether the address written as `ip` (the session's client_ip_) is in `set`.
+bool trusted(const char* ip, const net::CidrSet& set) {
+  if (set.empty()) return false;
+  sockaddr_in6 a6{};
+  sockaddr_in a4{};
+  if (uv_ip4_addr(ip, 0, &a4) == 0) return set.contains(reinterpret_cast<const sockaddr*>(&a4));
+  if (uv_ip6_addr(ip, 0, &a6) == 0) return set.contains(reinterpret_cast<const sockaddr*>(&a6));
+  return false;
+}
+}  // namespace
+
 Session::Session(Worker& worker, std::uint64_t id, ListenerMetrics& listener)
     : w_(worker),
       view_(&worker.acquire()),
@@ -84,7 +96,8 @@ Session::~Session() {
   w_.remove(this);
 }
 
-bool Session::start(uv_stream_t* listener, const net::TlsServerContext* tls_ctx) {
+bool Session::start(uv_stream_t* listener, const net::TlsServerContext* tls_ctx,
+                    bool proxy_protocol) {
   if (tls_ctx) {
     client_ = &transport_.emplace<net::TlsTransport>(w_.io(), *this);
   } else {
@@ -98,21 +111,7 @@ bool Session::start(uv_stream_t* listener, const net::TlsServerContext* tls_ctx)
   sockaddr_storage peer{};
   int len = sizeof peer;
   if (uv_tcp_getpeername(tcp().tcp(), reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
-    std::uint32_t h = 2166136261u;
-    auto mix = [&](const void* p, std::size_t n) {
-      const auto* b = static_cast<const unsigned char*>(p);
-      for (std::size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 16777619u;
-    };
-    if (peer.ss_family == AF_INET6) {
-      const auto* a6 = reinterpret_cast<const sockaddr_in6*>(&peer);
-      uv_ip6_name(a6, client_ip_, sizeof client_ip_);
-      mix(&a6->sin6_addr, sizeof a6->sin6_addr);
-    } else {
-      const auto* a4 = reinterpret_cast<const sockaddr_in*>(&peer);
-      uv_ip4_name(a4, client_ip_, sizeof client_ip_);
-      mix(&a4->sin_addr, sizeof a4->sin_addr);
-    }
-    client_hash_ = h;
+    set_client(reinterpret_cast<const sockaddr*>(&peer));
   }
   if (net::TlsTransport* t = tls()) {
     SSL* ssl = tls_ctx->new_ssl();
@@ -121,13 +120,63 @@ bool Session::start(uv_stream_t* listener, const net::TlsServerContext* tls_ctx)
       return false;
     }
     t->start_server(ssl);
+    if (proxy_protocol) t->expect_preface();
   }
   phase_ = Phase::Idle;
+  if (proxy_protocol) {
+    proxy_ = std::make_unique<net::ProxyHeaderParser>();
+    phase_ = Phase::Preface;
+  }
   // The first request head, and before it the TLS handshake, must arrive
   // within the header timeout.
   arm_timer(static_cast<std::uint64_t>(cfg().timeouts.header.count()));
   client_->read_start();
   return true;
+}
+
+void Session::set_client(const sockaddr* addr) {
+  std::uint32_t h = 2166136261u;
+  auto mix = [&](const void* p, std::size_t n) {
+    const auto* b = static_cast<const unsigned char*>(p);
+    for (std::size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 16777619u;
+  };
+  if (addr->sa_family == AF_INET6) {
+    const auto* a6 = reinterpret_cast<const sockaddr_in6*>(addr);
+    uv_ip6_name(a6, client_ip_, sizeof client_ip_);
+    mix(&a6->sin6_addr, sizeof a6->sin6_addr);
+  } else {
+    const auto* a4 = reinterpret_cast<const sockaddr_in*>(addr);
+    uv_ip4_name(a4, client_ip_, sizeof client_ip_);
+    mix(&a4->sin_addr, sizeof a4->sin_addr);
+  }
+  client_hash_ = h;
+  trust_xff_ = cfg().server.trusted_proxies.contains(addr);
+}
+
+// The PROXY protocol header, fed as it arrives (before TLS on a TLS
+// listener). Its client address replaces the balancer's; a LOCAL header (the
+// balancer's own health check) keeps the connection's.
+std::size_t Session::on_preface(Block* block, std::size_t n, bool& done) {
+  done = false;
+  std::size_t used = 0;
+  const auto status =
+      proxy_->feed({reinterpret_cast<const std::uint8_t*>(block->data), n}, used);
+  if (status == net::ProxyHeaderParser::Status::NeedMore) return used;
+  if (status == net::ProxyHeaderParser::Status::Invalid) {
+    ++w_.metrics().proxy_protocol_errors;
+    SLUICE_LOG(Info, "conn=%" PRIu64 " msg=\"bad PROXY protocol header\" peer=%s reason=\"%s\"",
+               id_, client_ip_, proxy_->error());
+    finish(CloseReason::BadRequest);
+    return n;
+  }
+  const net::ProxyInfo& info = proxy_->info();
+  if (info.command == net::ProxyInfo::Command::Proxy) {
+    set_client(reinterpret_cast<const sockaddr*>(&info.source));
+  }
+  proxy_.reset();
+  phase_ = Phase::Idle;
+  done = true;
+  return used;
 }
 
 void Session::refuse() {
@@ -148,7 +197,9 @@ void Session::drain(std::uint64_t ws_delay_ms) {
     ws_retire(1001, "going away", ws_delay_ms);
     return;
   }
-  if (phase_ == Phase::Idle && in_len_ == 0) finish(CloseReason::Drained);
+  if ((phase_ == Phase::Idle || phase_ == Phase::Preface) && in_len_ == 0) {
+    finish(CloseReason::Drained);
+  }
 }
 
 void Session::abort() { finish(CloseReason::Drained); }
@@ -159,6 +210,15 @@ void Session::on_read(Block* block, std::size_t n) {
   if (phase_ == Phase::WebSocket) {
     ws_client_read(block, 0, n);
     return;
+  }
+  if (phase_ == Phase::Preface) {
+    bool done = false;
+    const std::size_t used = on_preface(block, n, done);
+    if (!done || used == n) return;
+    // The request bytes that came with it move to the block's start, where
+    // the rest of the session expects a read to begin (once per connection).
+    std::memmove(block->data, block->data + used, n - used);
+    n -= used;
   }
   if (phase_ == Phase::Finishing || phase_ == Phase::Closing) return;  // lingering: discard
   if (in_len_ != 0) {
@@ -240,6 +300,10 @@ void Session::arm_timer(std::uint64_t ms) { uv_timer_start(&timer_, on_timer, ms
 void Session::on_timer(uv_timer_t* t) noexcept {
   auto* self = static_cast<Session*>(t->data);
   switch (self->phase_) {
+    case Phase::Preface:
+      ++self->w_.metrics().proxy_protocol_errors;
+      self->finish(CloseReason::HeaderTimeout);  // no complete PROXY header in time
+      return;
     case Phase::Idle:
       if (!self->client_->ready()) {
         ++self->w_.io().counters.tls_handshake_failures;
@@ -361,6 +425,7 @@ http::ParserHandler::Next Session::on_request_head(http::MessageHead& head) {
     view_ = &w_.acquire();
     req_parser_.set_limits(request_limits(cfg().limits));
     resp_parser_.set_limits(response_limits(cfg().limits));
+    trust_xff_ = trusted(client_ip_, cfg().server.trusted_proxies);
   }
   method_ = head.method;
   client_http10_ = head.version_minor == 0;
@@ -447,6 +512,7 @@ http::ParserHandler::Next Session::on_request_head(http::MessageHead& head) {
   f.host = std::string_view(host, host_len);
   f.fallback_host = pool_->conf().servers.front().name;
   f.client_ip = client_ip_;
+  f.trust_client_xff = trust_xff_;
   f.client_http10 = client_http10_;
   f.proto = tls() ? "https" : "http";
   if (ws_upgrade_) f.websocket = &ws_forward;

@@ -23,6 +23,7 @@
 #include "config/config.hpp"
 #include "core/buffer.hpp"
 #include "http/parser.hpp"
+#include "net/proxy_protocol.hpp"
 #include "net/tls.hpp"
 #include "net/transport.hpp"
 #include "proxy/upstream.hpp"
@@ -50,8 +51,9 @@ class Session final : public net::TransportHandler, public UpstreamUser {
   // `listener`: where the connection came in, counted as active while it lasts.
   Session(Worker& worker, std::uint64_t id, ListenerMetrics& listener);
   // Takes the accepted connection (TLS with the listener's context `tls`, or
-  // plain TCP when nullptr); returns false (session already finished) on failure.
-  bool start(uv_stream_t* listener, const net::TlsServerContext* tls);
+  // plain TCP when nullptr; first a PROXY protocol header when
+  // `proxy_protocol`); returns false (session already finished) on failure.
+  bool start(uv_stream_t* listener, const net::TlsServerContext* tls, bool proxy_protocol);
   // Over the connection limit: answer 503 and close.
   void refuse();
   // Shutdown: idle connections close now; busy ones after their current
@@ -71,6 +73,7 @@ class Session final : public net::TransportHandler, public UpstreamUser {
 
  private:
   enum class Phase : std::uint8_t {
+    Preface,     // a PROXY protocol header is due first (header timer armed)
     Idle,        // between requests: no request bytes yet, idle timer armed
     ReadHead,    // request head arriving, header timer armed
     Connecting,  // head parsed and routed; upstream connecting; client reads stopped
@@ -114,6 +117,10 @@ class Session final : public net::TransportHandler, public UpstreamUser {
   void on_error(int uv_status) override;
   void on_write_done(int status) override;
   void on_closed() override;
+  std::size_t on_preface(Block* block, std::size_t n, bool& done) override;
+  // The client is `addr` (accepted, or carried by a PROXY header): its text,
+  // its hash for balancing, and whether its X-Forwarded-For is trusted.
+  void set_client(const sockaddr* addr);
   // upstream
   void on_upstream_connected(UpstreamConn& conn) override;
   void on_upstream_failed(UpstreamConn& conn, ConnectFailure why) override;
@@ -244,8 +251,10 @@ class Session final : public net::TransportHandler, public UpstreamUser {
   bool ws_upgrade_ = false;  // the exchange is a WebSocket handshake sent upstream
   bool switching_ = false;   // the upstream's 101 passed: relaying starts after its head
   bool force_linger_ = false;  // the client may still be sending when we close
+  bool trust_xff_ = false;     // the client is in server.trusted_proxies
   std::string ws_key_;       // the Sec-WebSocket-Key the gateway sent upstream
   std::unique_ptr<WsState> ws_;  // from the 101 on
+  std::unique_ptr<net::ProxyHeaderParser> proxy_;  // in Phase::Preface only
 
   Phase phase_ = Phase::Idle;
   CloseReason reason_ = CloseReason::None;

@@ -171,6 +171,7 @@ void Worker::open_listener(std::size_t index, int fd) {
   slot->addr = view().config().listeners[index].addr;
   slot->tls = view().gen->listener_context(index);
   slot->metrics = metrics_.listener(slot->addr.text);
+  slot->proxy_protocol = view().config().listeners[index].proxy_protocol;
   uv_tcp_t* l = &slot->handle;
   uv_tcp_init(&loop_, l);
   l->data = slot.get();
@@ -237,6 +238,7 @@ void Worker::apply_reload(PendingReload r) {
       if (slot && slot->addr.length == a.length &&
           std::memcmp(&slot->addr.storage, &a.storage, a.length) == 0) {
         slot->tls = now.gen->listener_context(i);
+        slot->proxy_protocol = c.listeners[i].proxy_protocol;
         if (listeners_.size() <= i) listeners_.resize(i + 1);
         listeners_[i] = std::move(slot);
         break;
@@ -273,7 +275,7 @@ void Worker::on_connection(uv_stream_t* server, int status) noexcept {
   self->next_id_ += self->id_step_;  // ids interleave across workers: unique, small
   ++slot->metrics->accepted;
   auto* s = new Session(*self, self->next_id_, *slot->metrics);
-  if (!s->start(server, slot->tls)) return;
+  if (!s->start(server, slot->tls, slot->proxy_protocol)) return;
   if (self->session_count_ > self->max_sessions_) s->refuse();
 }
 

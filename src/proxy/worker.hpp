@@ -103,6 +103,7 @@ class Worker {
     config::SocketAddress addr;
     const net::TlsServerContext* tls = nullptr;
     ListenerMetrics* metrics = nullptr;
+    bool proxy_protocol = false;
   };
   struct PoolSlot {
     std::unique_ptr<UpstreamPool> pool;

@@ -3,7 +3,9 @@
 Proves: hop-by-hop headers (Connection and the headers it names,
 Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade) never reach the
 upstream, while Proxy-Authorization and end-to-end headers (repeated ones
-included, in order) do; X-Forwarded-For is appended to (", 127.0.0.1"),
+included, in order) do; X-Forwarded-For from a client that is not in
+server.trusted_proxies is replaced by its address, and from one that is it
+is appended to (", 127.0.0.1", repeated lines joined in order);
 X-Forwarded-Proto is http, X-Forwarded-Host is the client's Host, Via gains
 "1.1 sluice", Host is kept; hop-by-hop headers of the upstream's response do
 not reach the client; upgrades to anything but websocket (h2c) are 501 and
@@ -30,8 +32,8 @@ class RequestHeaders(SluiceTestCase):
         self.app = self.backend("app")
         self.s = self.sluice([upstream("app", [self.app])])
 
-    def forward(self, headers, host="localhost", target="/h"):
-        c = self.client(self.s.port)
+    def forward(self, headers, host="localhost", target="/h", port=None):
+        c = self.client(port or self.s.port)
         resp = c.roundtrip(target=target, headers=headers, host=host)
         self.assertEqual(resp.status, 200, resp)
         return self.app.wait_requests(self.app.request_count)[-1]
@@ -73,16 +75,25 @@ class RequestHeaders(SluiceTestCase):
         self.assertEqual(req.header("host"), "shop.example.com:8080")
         self.assertIn("1.1 sluice", [v.strip() for v in req.header("via", "").split(",")])
 
-    def test_existing_forwarded_for_and_via_are_appended_to(self):
-        req = self.forward([("X-Forwarded-For", "10.0.0.1"), ("Via", "1.0 fred")])
-        self.assertEqual(req.header("x-forwarded-for"), "10.0.0.1, 127.0.0.1")
+    def test_untrusted_forwarded_for_is_replaced_and_via_appended_to(self):
+        req = self.forward([("X-Forwarded-For", "10.0.0.1"), ("X-Forwarded-For", "10.0.0.2"),
+                            ("Via", "1.0 fred")])
+        self.assertEqual(req.headers.get_all("x-forwarded-for"), ["127.0.0.1"])
         self.assertEqual([v.strip() for v in req.header("via").split(",")],
                          ["1.0 fred", "1.1 sluice"])
 
-    def test_repeated_forwarded_for_lines_are_kept_in_order(self):
-        req = self.forward([("X-Forwarded-For", "10.0.0.1"), ("X-Forwarded-For", "10.0.0.2")])
+    def test_trusted_proxy_forwarded_for_lines_are_kept_in_order_and_appended_to(self):
+        trusting = self.sluice([upstream("app", [self.app])],
+                               server={"trusted_proxies": ["10.9.0.0/16", "127.0.0.0/8"]})
+        req = self.forward([("X-Forwarded-For", "10.0.0.1"), ("X-Forwarded-For", "10.0.0.2")],
+                           port=trusting.port)
         chain = [v.strip() for v in req.header("x-forwarded-for").split(",")]
         self.assertEqual(chain, ["10.0.0.1", "10.0.0.2", "127.0.0.1"])
+        # After a reload that no longer trusts 127.0.0.0/8: replaced.
+        trusting.reload(dict(trusting.doc, server=dict(trusting.doc["server"],
+                                                       trusted_proxies=["10.9.0.0/16"])))
+        req = self.forward([("X-Forwarded-For", "10.0.0.1")], port=trusting.port)
+        self.assertEqual(req.headers.get_all("x-forwarded-for"), ["127.0.0.1"])
 
     def test_client_cannot_spoof_proto_or_host(self):
         req = self.forward([("X-Forwarded-Proto", "https"), ("X-Forwarded-Host", "evil.test")],

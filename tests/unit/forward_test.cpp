@@ -27,7 +27,7 @@ struct Parsed final : ParserHandler {
 };
 
 std::string upstream_head(const std::string& request, std::string_view path, std::string_view host,
-                          bool http10 = false) {
+                          bool http10 = false, bool trust_xff = true) {
   Parsed p(request);
   sluice::http::RequestForward f;
   f.path = path;
@@ -35,6 +35,7 @@ std::string upstream_head(const std::string& request, std::string_view path, std
   f.fallback_host = "10.0.0.9:8000";
   f.client_ip = "192.0.2.7";
   f.client_http10 = http10;
+  f.trust_client_xff = trust_xff;
   std::string out = "stale bytes from the last request";
   sluice::http::write_upstream_head(p.head(), f, out);
   return out;
@@ -76,6 +77,19 @@ TEST_CASE("http forward: request head loses hop-by-hop fields and gains forwardi
         "Via: 1.1 edge, 1.1 sluice\r\n"
         "Transfer-Encoding: chunked\r\n"
         "\r\n");
+}
+
+TEST_CASE("http forward: X-Forwarded-For from a client that is not a trusted proxy is replaced",
+          "[http]") {
+  const std::string request =
+      "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 198.51.100.66\r\n"
+      "X-Forwarded-For: 10.0.0.1\r\n\r\n";
+  const std::string untrusted = upstream_head(request, "/", "a", false, false);
+  CHECK(untrusted.find("X-Forwarded-For: 192.0.2.7\r\n") != std::string::npos);
+  CHECK(untrusted.find("198.51.100.66") == std::string::npos);
+  CHECK(untrusted.find("10.0.0.1") == std::string::npos);
+  const std::string trusted = upstream_head(request, "/", "a", false, true);
+  CHECK(trusted.find("X-Forwarded-For: 198.51.100.66, 10.0.0.1, 192.0.2.7\r\n") != std::string::npos);
 }
 
 TEST_CASE("http forward: HTTP/1.0 request without Host gets one, and Via says 1.0", "[http]") {
