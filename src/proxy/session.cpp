@@ -84,11 +84,14 @@ Session::Session(Worker& worker, std::uint64_t id, ListenerMetrics& listener)
 }
 
 net::TcpTransport& Session::tcp() noexcept {
-  if (auto* tls = std::get_if<net::TlsTransport>(&transport_)) return tls->tcp();
+  if (net::TlsTransport* t = tls()) return t->tcp();
   return std::get<net::TcpTransport>(transport_);
 }
 
-net::TlsTransport* Session::tls() noexcept { return std::get_if<net::TlsTransport>(&transport_); }
+net::TlsTransport* Session::tls() noexcept {
+  auto* p = std::get_if<std::unique_ptr<net::TlsTransport>>(&transport_);
+  return p ? p->get() : nullptr;
+}
 
 Session::~Session() {
   listener_.active.add(-1);
@@ -99,7 +102,8 @@ Session::~Session() {
 bool Session::start(uv_stream_t* listener, const net::TlsServerContext* tls_ctx,
                     bool proxy_protocol) {
   if (tls_ctx) {
-    client_ = &transport_.emplace<net::TlsTransport>(w_.io(), *this);
+    client_ = transport_.emplace<std::unique_ptr<net::TlsTransport>>(
+        std::make_unique<net::TlsTransport>(w_.io(), *this)).get();
   } else {
     client_ = &transport_.emplace<net::TcpTransport>(w_.io(), *this);
   }

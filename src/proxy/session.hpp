@@ -194,8 +194,9 @@ class Session final : public net::TransportHandler, public UpstreamUser {
   void trim();
 
   ListenerMetrics& listener_;
-  // Only the transport in use takes room: a plain session carries no TLS state.
-  std::variant<std::monostate, net::TcpTransport, net::TlsTransport> transport_;
+  // A variant is as large as its largest member: the TLS transport lives on
+  // the heap, so that a plain connection carries none of its room.
+  std::variant<std::monostate, net::TcpTransport, std::unique_ptr<net::TlsTransport>> transport_;
   net::Transport* client_ = nullptr;  // the one in transport_
   uv_timer_t timer_{};
   RequestSide req_side_{*this};

@@ -146,7 +146,8 @@ void UpstreamPool::close_idle() {
 UpstreamConn::UpstreamConn(UpstreamPool& pool, ServerState& server)
     : pool_(pool), server_(server) {
   if (pool.tls_) {
-    transport_ = &conn_.emplace<net::TlsTransport>(pool.io_, *this);
+    transport_ = conn_.emplace<std::unique_ptr<net::TlsTransport>>(
+        std::make_unique<net::TlsTransport>(pool.io_, *this)).get();
   } else {
     transport_ = &conn_.emplace<net::TcpTransport>(pool.io_, *this);
   }

@@ -130,15 +130,20 @@ class UpstreamConn final : public net::TransportHandler {
   void connected();
   void connect_failed(const char* what, int status);
   net::TcpTransport& tcp() noexcept;
-  net::TlsTransport* tls() noexcept { return std::get_if<net::TlsTransport>(&conn_); }
+  net::TlsTransport* tls() noexcept {
+    auto* p = std::get_if<std::unique_ptr<net::TlsTransport>>(&conn_);
+    return p ? p->get() : nullptr;
+  }
   static void on_connect(uv_connect_t* req, int status) noexcept;
   static void on_timer(uv_timer_t* t) noexcept;
   static void on_timer_closed(uv_handle_t* h) noexcept;
 
   UpstreamPool& pool_;
   ServerState& server_;
-  // Only the transport in use takes room (idle WebSocket sessions are many).
-  std::variant<std::monostate, net::TcpTransport, net::TlsTransport> conn_;
+  // The TLS transport on the heap: a variant is as large as its largest
+  // member, and plain connections (idle WebSocket sessions are many) should
+  // not carry its room.
+  std::variant<std::monostate, net::TcpTransport, std::unique_ptr<net::TlsTransport>> conn_;
   net::Transport* transport_ = nullptr;
   uv_timer_t timer_{};
   uv_connect_t connect_req_{};
