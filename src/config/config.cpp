@@ -188,11 +188,13 @@ class Loader {
   void load_limits(const toml::table& root) {
     const auto* t =
         in_.section(root, "limits",
-                    {"max_connections", "header_bytes", "header_count", "uri_bytes", "body_bytes"});
+                    {"max_connections", "connections_per_ip", "header_bytes", "header_count",
+                     "uri_bytes", "body_bytes"});
     if (t == nullptr) return;
     Limits& l = config_.limits;
     integer(*t, "limits", "max_connections", 1, std::numeric_limits<std::int64_t>::max(),
             l.max_connections);
+    integer(*t, "limits", "connections_per_ip", 0, 1'000'000, l.connections_per_ip);
     if (auto f = in_.field(*t, "limits", "header_bytes"))
       if (auto v =
               in_.as_size(*f, kMinHeaderBytes, kMaxHeaderBytes, "1KiB..1MiB (1024..1048576 bytes)"))

@@ -53,6 +53,7 @@ struct ServerSettings {
 
 struct Limits {
   std::uint64_t max_connections = 100'000;  // per process
+  std::uint32_t connections_per_ip = 0;     // per client address, process-wide; 0: no limit
   std::uint32_t header_bytes = 16'384;      // request line + headers -> 431
   std::uint32_t header_count = 100;         // -> 431
   std::uint32_t uri_bytes = 8'192;          // -> 414
@@ -152,6 +153,9 @@ struct RouteWebSocket {
   bool validate_utf8 = true;
   Millis idle_timeout{300'000};               // "5m"
   Millis ping_interval{30'000};               // "30s"
+  Millis max_session{0};                      // 0: none; else closed 1001 within its last tenth
+  std::uint32_t max_sessions_per_ip = 0;      // 0: no limit; over it the handshake is 429
+  std::uint32_t max_messages_per_second = 0;  // client messages per session; 0: no limit; over: 1008
   enum class Extensions : std::uint8_t { Strip, Passthrough } extensions = Extensions::Strip;
 };
 

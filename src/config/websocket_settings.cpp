@@ -107,7 +107,8 @@ void read_route_websocket(Reader& in, const Field& f, RouteWebSocket& out) {
   in.check_keys(*t, prefix,
                 {"enabled", "allowed_origins", "allow_missing_origin", "subprotocols",
                  "max_frame_bytes", "max_message_bytes", "validate_utf8", "idle_timeout",
-                 "ping_interval", "extensions"});
+                 "ping_interval", "extensions", "max_session", "max_sessions_per_ip",
+                 "max_messages_per_second"});
   read_bool(in, *t, prefix, "enabled", out.enabled);
   if (const auto o = in.field(*t, prefix, "allowed_origins"))
     read_origins(in, *o, out.allowed_origins);
@@ -118,6 +119,11 @@ void read_route_websocket(Reader& in, const Field& f, RouteWebSocket& out) {
   read_bool(in, *t, prefix, "validate_utf8", out.validate_utf8);
   read_duration(in, *t, prefix, "idle_timeout", out.idle_timeout);
   read_duration(in, *t, prefix, "ping_interval", out.ping_interval);
+  read_duration(in, *t, prefix, "max_session", out.max_session);
+  if (const auto v = in.field(*t, prefix, "max_sessions_per_ip"))
+    if (const auto n = in.as_integer(*v, 0, 1'000'000)) out.max_sessions_per_ip = static_cast<std::uint32_t>(*n);
+  if (const auto v = in.field(*t, prefix, "max_messages_per_second"))
+    if (const auto n = in.as_integer(*v, 0, 1'000'000)) out.max_messages_per_second = static_cast<std::uint32_t>(*n);
   if (const auto e = in.field(*t, prefix, "extensions"))
     if (const auto i = in.as_choice(*e, {"strip", "passthrough"}))
       out.extensions = static_cast<RouteWebSocket::Extensions>(*i);

@@ -238,6 +238,12 @@ std::string render_metrics(const std::vector<const WorkerMetrics*>& workers,
   out.sample("sluice_proxy_protocol_errors_total", "",
              sum_workers(workers, [](const WorkerMetrics& w) { return w.proxy_protocol_errors.get(); }));
 
+  out.family("sluice_per_ip_refusals_total", "counter",
+             "Connections over limits.connections_per_ip and WebSocket upgrades over "
+             "websocket.max_sessions_per_ip.");
+  out.sample("sluice_per_ip_refusals_total", "",
+             sum_workers(workers, [](const WorkerMetrics& w) { return w.refused_per_ip.get(); }));
+
   out.family("sluice_websocket_sessions_total", "counter",
              "WebSocket upgrades that switched to relaying, by route.");
   for (const std::string& k : route_keys) {

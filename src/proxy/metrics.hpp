@@ -64,6 +64,7 @@ struct WorkerMetrics {
   static std::size_t code_slot(std::uint16_t code) noexcept;
   Histogram ws_ping_rtt;
   Counter proxy_protocol_errors;  // connections closed for a bad or missing PROXY header
+  Counter refused_per_ip;         // connections (429 or closed) and upgrades (429) over a per-IP limit
 
   mutable std::mutex mutex;
   std::map<std::string, std::unique_ptr<RouteMetrics>> routes;  // "host\npath_prefix"

@@ -2,6 +2,8 @@
 // in Phase's comments; finish() is the one exit.
 #include "proxy/session.hpp"
 
+#include "proxy/ip_limits.hpp"
+
 #include <netinet/in.h>
 
 #include <cinttypes>
@@ -95,6 +97,8 @@ net::TlsTransport* Session::tls() noexcept {
 
 Session::~Session() {
   listener_.active.add(-1);
+  if (ip_counted_) IpCounts::connections().release(client_hash_);
+  if (ws_ip_counted_) IpCounts::websocket_sessions().release(ws_ip_key());
   w_.release(*view_);
   w_.remove(this);
 }
@@ -130,12 +134,36 @@ bool Session::start(uv_stream_t* listener, const net::TlsServerContext* tls_ctx,
   if (proxy_protocol) {
     proxy_ = std::make_unique<net::ProxyHeaderParser>();
     phase_ = Phase::Preface;
+  } else if (!admit_client()) {
+    return true;  // refused: finishing, but started
   }
   // The first request head, and before it the TLS handshake, must arrive
   // within the header timeout.
   arm_timer(static_cast<std::uint64_t>(cfg().timeouts.header.count()));
   client_->read_start();
   return true;
+}
+
+bool Session::admit_client() {
+  const std::uint32_t limit = cfg().limits.connections_per_ip;
+  if (limit == 0) return true;
+  if (IpCounts::connections().acquire(client_hash_, limit)) {
+    ip_counted_ = true;
+    return true;
+  }
+  ++w_.metrics().refused_per_ip;
+  SLUICE_LOG(Info, "conn=%" PRIu64 " msg=\"connection refused\" client=%s reason=\"over "
+             "limits.connections_per_ip\" limit=%u", id_, client_ip_, limit);
+  refuse(429);
+  return false;
+}
+
+// A client's WebSocket sessions on route_ (its host and path_prefix, so the
+// count carries over a reload that keeps the route).
+std::uint64_t Session::ws_ip_key() const noexcept {
+  const std::size_t route = std::hash<std::string>{}(route_->host) * 31 +
+                            std::hash<std::string>{}(route_->path_prefix);
+  return (static_cast<std::uint64_t>(route) << 32) ^ client_hash_;
 }
 
 void Session::set_client(const sockaddr* addr) {
@@ -179,17 +207,19 @@ std::size_t Session::on_preface(Block* block, std::size_t n, bool& done) {
   }
   proxy_.reset();
   phase_ = Phase::Idle;
+  if (!admit_client()) return n;  // refused: finishing; the rest is not read
   done = true;
   return used;
 }
 
-void Session::refuse() {
+void Session::refuse(int status) {
+  if (phase_ == Phase::Finishing || phase_ == Phase::Closing) return;  // refused already
   if (tls()) {
     // Answering would first cost a full handshake, for a client we turn away.
     finish(CloseReason::Refused);
     return;
   }
-  to_client_.append_copy(http::error_response(503, true));
+  to_client_.append_copy(http::error_response(status, true));
   flush_client();
   start_finishing(CloseReason::Refused);
 }
@@ -501,6 +531,16 @@ http::ParserHandler::Next Session::on_request_head(http::MessageHead& head) {
       local_status_ = 500;
       return next;
     }
+    if (const std::uint32_t limit = route_->websocket.max_sessions_per_ip; limit > 0) {
+      if (!IpCounts::websocket_sessions().acquire(ws_ip_key(), limit)) {
+        SLUICE_LOG(Info, "conn=%" PRIu64 " msg=\"upgrade refused\" client=%s status=429 "
+                   "reason=\"over websocket.max_sessions_per_ip\" limit=%u", id_, client_ip_, limit);
+        ++w_.metrics().refused_per_ip;
+        local_status_ = 429;
+        return next;
+      }
+      ws_ip_counted_ = true;
+    }
     ws_upgrade_ = true;
     ws_protocols = offered_subprotocols(head, route_->websocket);
     ws_extensions = offered_extensions(head, route_->websocket);
@@ -689,6 +729,10 @@ void Session::finish(CloseReason reason) {
 
 // The exchange's (or WebSocket session's) cells, counted once, as it is logged.
 void Session::count_exchange() {
+  if (ws_ip_counted_) {
+    IpCounts::websocket_sessions().release(ws_ip_key());
+    ws_ip_counted_ = false;
+  }
   if (status_ >= 100 && status_ < 600) ++view_->metrics_of(route_)->responses[status_ / 100 - 1];
   if (!ws_ || status_ != 101) return;
   ws_->metrics->ws_active.add(-1);

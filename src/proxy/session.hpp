@@ -54,8 +54,8 @@ class Session final : public net::TransportHandler, public UpstreamUser {
   // plain TCP when nullptr; first a PROXY protocol header when
   // `proxy_protocol`); returns false (session already finished) on failure.
   bool start(uv_stream_t* listener, const net::TlsServerContext* tls, bool proxy_protocol);
-  // Over the connection limit: answer 503 and close.
-  void refuse();
+  // Over a connection limit: answer `status` (plain HTTP) and close.
+  void refuse(int status);
   // Shutdown: idle connections close now; busy ones after their current
   // response; a WebSocket session is closed 1001 after `ws_delay_ms`.
   void drain(std::uint64_t ws_delay_ms);
@@ -121,6 +121,10 @@ class Session final : public net::TransportHandler, public UpstreamUser {
   // The client is `addr` (accepted, or carried by a PROXY header): its text,
   // its hash for balancing, and whether its X-Forwarded-For is trusted.
   void set_client(const sockaddr* addr);
+  // The client's address is final: count it against limits.connections_per_ip
+  // (false: refused, and the session is finishing).
+  bool admit_client();
+  std::uint64_t ws_ip_key() const noexcept;
   // upstream
   void on_upstream_connected(UpstreamConn& conn) override;
   void on_upstream_failed(UpstreamConn& conn, ConnectFailure why) override;
@@ -253,6 +257,8 @@ class Session final : public net::TransportHandler, public UpstreamUser {
   bool switching_ = false;   // the upstream's 101 passed: relaying starts after its head
   bool force_linger_ = false;  // the client may still be sending when we close
   bool trust_xff_ = false;     // the client is in server.trusted_proxies
+  bool ip_counted_ = false;    // counted in IpCounts::connections()
+  bool ws_ip_counted_ = false; // counted in IpCounts::websocket_sessions() for route_
   std::string ws_key_;       // the Sec-WebSocket-Key the gateway sent upstream
   std::unique_ptr<WsState> ws_;  // from the 101 on
   std::unique_ptr<net::ProxyHeaderParser> proxy_;  // in Phase::Preface only

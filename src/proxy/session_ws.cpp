@@ -39,6 +39,19 @@ void append_control(net::OutBatch& out, std::uint8_t opcode, const std::uint8_t*
 
 }  // namespace
 
+bool Session::WsState::Direction::on_message_start() {
+  WsState& ws = *session.ws_;
+  const std::uint64_t rate = ws.conf.max_messages_per_second;
+  if (!from_client || rate == 0) return true;
+  const std::uint64_t now = uv_now(session.w_.io().loop());
+  const std::uint64_t full = rate * 1000;  // a second's worth, the burst allowed
+  ws.rate_tokens_milli = std::min(full, ws.rate_tokens_milli + (now - ws.rate_at_ms) * rate);
+  ws.rate_at_ms = now;
+  if (ws.rate_tokens_milli < 1000) return false;
+  ws.rate_tokens_milli -= 1000;
+  return true;
+}
+
 void Session::WsState::Direction::on_message(std::uint64_t n) {
   ++messages;
   bytes += n;
@@ -113,6 +126,13 @@ void Session::start_websocket(Block* block, std::size_t off, std::size_t end) {
   const std::uint64_t now = uv_now(w_.io().loop());
   ws.last_data_ms = now;
   ws.next_ping_ms = now + static_cast<std::uint64_t>(ws.conf.ping_interval.count());
+  ws.rate_tokens_milli = std::uint64_t{ws.conf.max_messages_per_second} * 1000;
+  ws.rate_at_ms = now;
+  if (const auto max = static_cast<std::uint64_t>(ws.conf.max_session.count()); max > 0) {
+    // Closed within the last tenth of max_session, so that sessions opened
+    // together (after a deploy) do not all end together.
+    ws_retire(1001, "session too old", max - w_.jitter(max / 10 + 1));
+  }
   // The HTTP exchange is over: its buffers go back now rather than at the end.
   std::string().swap(up_head_);
   std::string().swap(resp_head_);

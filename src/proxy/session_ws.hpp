@@ -26,6 +26,7 @@ struct Session::WsState {
     Direction(Session& s, bool from_client) : session(s), from_client(from_client) {}
     void on_data_frame() override;
     void on_message(std::uint64_t bytes) override;
+    bool on_message_start() override;
     bool on_pong(const std::uint8_t* p, std::size_t n) override {
       return from_client && session.ws_take_pong(p, n);
     }
@@ -90,6 +91,10 @@ struct Session::WsState {
   std::uint16_t retire_code = 0;    // 0: none
   const char* retire_reason = "";
   std::uint64_t retire_ms = 0;
+  // max_messages_per_second: a token bucket of client messages, refilled at
+  // the rate up to one second's worth, in thousandths of a message.
+  std::uint64_t rate_tokens_milli = 0;
+  std::uint64_t rate_at_ms = 0;
   std::uint16_t close_code = 0;     // the first close code seen or sent
   const char* closed_by = "-";      // "client", "upstream" or "gateway"
 };

@@ -276,7 +276,7 @@ void Worker::on_connection(uv_stream_t* server, int status) noexcept {
   ++slot->metrics->accepted;
   auto* s = new Session(*self, self->next_id_, *slot->metrics);
   if (!s->start(server, slot->tls, slot->proxy_protocol)) return;
-  if (self->session_count_ > self->max_sessions_) s->refuse();
+  if (self->session_count_ > self->max_sessions_) s->refuse(503);
 }
 
 void Worker::add(Session* s) noexcept {

@@ -12,8 +12,8 @@
 // so that a close payload is checked before it is forwarded and a pong that
 // answers the gateway's own ping can be kept back.
 // Policy lives here: frame and message size limits (1009), UTF-8 of text
-// messages across fragments (1007), and every protocol error the parser
-// finds (1002). A text frame's header goes out with its first bytes that
+// messages across fragments (1007), every protocol error the parser finds
+// (1002), and a message the listener refuses to start (1008). A text frame's header goes out with its first bytes that
 // pass the UTF-8 check, so bad text in the first read of a frame is refused
 // with nothing of the frame sent; bad text further into a frame that spans
 // reads leaves the receiving peer mid-frame (see output_mid_frame). One class serves both directions; the constructor says which.
@@ -43,6 +43,10 @@ class RelayListener {
  public:
   // Data frame bytes arrived (idle timers count data, not pings).
   virtual void on_data_frame() {}
+  // A new data message starts (its first frame's header arrived, nothing of
+  // it went out yet); return false to refuse it: the sender is failed with
+  // 1008 (policy: a message rate limit).
+  virtual bool on_message_start() { return true; }
   // A complete message went through (for counters).
   virtual void on_message(std::uint64_t bytes) { (void)bytes; }
   // A pong arrived; return true to keep it back (it answers the gateway's
