@@ -42,7 +42,8 @@ constexpr const char* kUsage =
     "  -v, --version       print the version and exit\n"
     "  -h, --help          print this help and exit\n"
     "\n"
-    "Signals: SIGHUP reloads FILE (an invalid file is logged and the running\n"
+    "Signals: SIGUSR1 reopens the access log file (log rotation);\n"
+    "         SIGHUP reloads FILE (an invalid file is logged and the running\n"
     "         configuration kept); SIGTERM/SIGINT drain (stop accepting after\n"
     "         server.drain_delay, finish in-flight requests, close WebSocket\n"
     "         sessions with 1001 spread over server.drain_timeout, exit 0); a\n"
@@ -122,7 +123,9 @@ bool same_address(const sluice::config::SocketAddress& a, const sluice::config::
 // are done.
 struct Supervisor {
   uv_loop_t* loop = nullptr;
-  uv_signal_t sigint{}, sigterm{}, sighup{};
+  uv_signal_t sigint{}, sigterm{}, sighup{}, sigusr1{};
+  int access_fd = -1;       // the workers write their access logs here
+  std::string access_path;  // the file behind it ("" for stdout or off)
   uv_async_t worker_done{};
   uv_timer_t drain_delay{};
   std::vector<std::unique_ptr<sluice::proxy::Worker>>* workers = nullptr;
@@ -181,6 +184,10 @@ struct Supervisor {
       if (self->signals_seen == 0) self->reload();
       return;
     }
+    if (signum == SIGUSR1) {
+      self->reopen_access_log();
+      return;
+    }
     if (++self->signals_seen > 1) {
       SLUICE_LOG(Warn, "msg=\"second signal: exiting now\" signal=%s", strsignal(signum));
       std::fflush(stdout);
@@ -201,9 +208,25 @@ struct Supervisor {
     uv_close(reinterpret_cast<uv_handle_t*>(&self->sigint), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&self->sigterm), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&self->sighup), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&self->sigusr1), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&self->worker_done), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&self->drain_delay), nullptr);
     if (self->admin) self->admin->close();
+  }
+
+  // SIGUSR1 (log rotation): the access log's path is opened anew and put in
+  // place of the old file under the same descriptor number, in one dup3():
+  // workers keep writing to that number and from then on reach the new file.
+  void reopen_access_log() {
+    if (access_path.empty()) return;
+    int fd = ::open(access_path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0 || ::dup3(fd, access_fd, O_CLOEXEC) < 0) {
+      SLUICE_LOG(Error, "msg=\"cannot reopen the access log\" path=%s error=\"%s\"",
+                 access_path.c_str(), std::strerror(errno));
+    } else {
+      SLUICE_LOG(Info, "msg=\"access log reopened\" path=%s", access_path.c_str());
+    }
+    if (fd >= 0) ::close(fd);
   }
 
   // SIGHUP: load and check the file again, here, off the data path. On any
@@ -266,8 +289,8 @@ struct Supervisor {
     if (cfg->server.workers != old.server.workers) {
       SLUICE_LOG(Warn, "msg=\"server.workers changes at the next restart, not on reload\"");
     }
-    if (cfg->log.access != old.log.access) {
-      SLUICE_LOG(Warn, "msg=\"log.access changes at the next restart, not on reload\"");
+    if (cfg->log.access != old.log.access || cfg->log.access_json != old.log.access_json) {
+      SLUICE_LOG(Warn, "msg=\"log.access and log.format change at the next restart, not on reload\"");
     }
     log::set_level(to_log_level(cfg->log.level));
     warn_unverified(*cfg);
@@ -378,7 +401,9 @@ int main(int argc, char** argv) {
   sup.worker_done.data = &sup;
   uv_timer_init(sup.loop, &sup.drain_delay);
   sup.drain_delay.data = &sup;
-  for (uv_signal_t* s : {&sup.sigint, &sup.sigterm, &sup.sighup}) {
+  sup.access_fd = access_fd;
+  if (access_fd > STDERR_FILENO) sup.access_path = cfg->log.access;
+  for (uv_signal_t* s : {&sup.sigint, &sup.sigterm, &sup.sighup, &sup.sigusr1}) {
     uv_signal_init(sup.loop, s);
     s->data = &sup;
   }
@@ -389,6 +414,7 @@ int main(int argc, char** argv) {
   uv_signal_start(&sup.sigint, Supervisor::on_signal, SIGINT);
   uv_signal_start(&sup.sigterm, Supervisor::on_signal, SIGTERM);
   uv_signal_start(&sup.sighup, Supervisor::on_signal, SIGHUP);
+  uv_signal_start(&sup.sigusr1, Supervisor::on_signal, SIGUSR1);
 
   std::vector<std::thread> threads;
   for (auto& w : workers) {

@@ -223,7 +223,7 @@ class Loader {
   }
 
   void load_log(const toml::table& root) {
-    const auto* t = in_.section(root, "log", {"level", "access"});
+    const auto* t = in_.section(root, "log", {"level", "access", "format"});
     if (t == nullptr) return;
     if (auto f = in_.field(*t, "log", "level"))
       if (auto i = in_.as_choice(*f, {"debug", "info", "warn", "error"}))
@@ -236,6 +236,8 @@ class Loader {
           config_.log.access = std::move(*s);
       }
     }
+    if (auto f = in_.field(*t, "log", "format"))
+      if (auto i = in_.as_choice(*f, {"text", "json"})) config_.log.access_json = *i == 1;
   }
 
   // The required `address` key of table `t`, resolved; problems are

@@ -72,6 +72,7 @@ enum class LogLevel : std::uint8_t { Debug, Info, Warn, Error };
 struct LogSettings {
   LogLevel level = LogLevel::Info;
   std::string access = "stdout";  // "stdout", "off", or a file path
+  bool access_json = false;       // format = "json": one JSON object per line
 };
 
 enum class TlsVersion : std::uint8_t { V1_2, V1_3 };

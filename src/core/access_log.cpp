@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cinttypes>
+#include <cstring>
 #include <cstdio>
 #include <ctime>
 
@@ -21,11 +23,76 @@ void AccessLog::append(std::string_view line) {
                   utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec);
   }
   char ms[24];
-  int n = std::snprintf(ms, sizeof ms, ".%03ldZ ", ts.tv_nsec / 1'000'000);
-  if (buf_.size() + line.size() + 40 > kFlushBytes) flush();
+  int n = std::snprintf(ms, sizeof ms, json_ ? ".%03ldZ\"," : ".%03ldZ ", ts.tv_nsec / 1'000'000);
+  if (buf_.size() + line.size() + 48 > kFlushBytes) flush();
+  if (json_) buf_.append("{\"time\":\"");
   buf_.append(stamp_);
   buf_.append(ms, static_cast<std::size_t>(n));
   buf_.append(line);
+}
+
+void AccessRecord::raw(std::string_view s) {
+  const std::size_t room = sizeof buf_ - 8 - len_;  // kept: the ending
+  const std::size_t n = s.size() < room ? s.size() : room;
+  std::memcpy(buf_ + len_, s.data(), n);
+  len_ += n;
+}
+
+void AccessRecord::key(const char* k) {
+  if (json_) {
+    raw(len_ == 0 ? "\"" : ",\"");
+    raw(k);
+    raw("\":");
+  } else {
+    if (len_ != 0) raw(" ");
+    raw(k);
+    raw("=");
+  }
+}
+
+void AccessRecord::str(const char* k, std::string_view value) {
+  key(k);
+  value = value.substr(0, kMaxValue);
+  if (!json_) {
+    raw(value.empty() ? std::string_view("-") : value);
+    return;
+  }
+  raw("\"");
+  for (char c : value) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      const char esc[2] = {'\\', c};
+      raw(std::string_view(esc, 2));
+    } else if (u < 0x20 || u == 0x7f) {
+      char esc[8];
+      std::snprintf(esc, sizeof esc, "\\u%04x", u);
+      raw(esc);
+    } else {
+      raw(std::string_view(&c, 1));
+    }
+  }
+  raw("\"");
+}
+
+void AccessRecord::num(const char* k, std::uint64_t value) {
+  key(k);
+  char digits[24];
+  const int n = std::snprintf(digits, sizeof digits, "%" PRIu64, value);
+  raw(std::string_view(digits, static_cast<std::size_t>(n)));
+}
+
+void AccessRecord::millis(const char* k, double value) {
+  key(k);
+  char digits[40];
+  const int n = std::snprintf(digits, sizeof digits, "%.3f", value);
+  raw(std::string_view(digits, static_cast<std::size_t>(n)));
+}
+
+std::string_view AccessRecord::finish() {
+  // raw() always leaves 8 bytes for this.
+  if (json_) buf_[len_++] = '}';
+  buf_[len_++] = '\n';
+  return {buf_, len_};
 }
 
 void AccessLog::flush() noexcept {

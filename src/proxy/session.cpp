@@ -747,21 +747,19 @@ void Session::log_access() {
   count_exchange();
   AccessLog& log = w_.access_log();
   if (!log.enabled()) return;
-  const double ms = static_cast<double>(uv_hrtime() - started_ns_) / 1e6;
-  const char* method = llhttp_method_name(static_cast<llhttp_method_t>(method_));
-  char ws_fields[192] = "";
-  int ws_len = 0;
-  if (ws_ && status_ == 101) ws_log_fields(ws_fields, sizeof ws_fields, ws_len);
-  char line[1024];
-  int n = std::snprintf(
-      line, sizeof line,
-      "conn=%" PRIu64 " client=%s method=%s path=%.*s status=%u route=%s upstream=%s"
-      " req_body=%" PRIu64 " resp_body=%" PRIu64 "%.*s duration_ms=%.3f\n",
-      id_, client_ip_, method, static_cast<int>(path_.size() > 512 ? 512 : path_.size()),
-      path_.data(), status_, route_ ? route_->path_prefix.c_str() : "-",
-      server_ ? server_->conf->addr.text.c_str() : "-", req_body_bytes_, resp_bytes_, ws_len,
-      ws_fields, ms);
-  if (n > 0) log.append(std::string_view(line, static_cast<std::size_t>(n) < sizeof line ? n : sizeof line - 1));
+  AccessRecord r(log.json());
+  r.num("conn", id_);
+  r.str("client", client_ip_);
+  r.str("method", llhttp_method_name(static_cast<llhttp_method_t>(method_)));
+  r.str("path", path_);
+  r.num("status", status_);
+  r.str("route", route_ ? std::string_view(route_->path_prefix) : std::string_view());
+  r.str("upstream", server_ ? std::string_view(server_->conf->addr.text) : std::string_view());
+  r.num("req_body", req_body_bytes_);
+  r.num("resp_body", resp_bytes_);
+  if (ws_ && status_ == 101) ws_log_fields(r);
+  r.millis("duration_ms", static_cast<double>(uv_hrtime() - started_ns_) / 1e6);
+  log.append(r.finish());
 }
 
 }  // namespace sluice::proxy

@@ -172,7 +172,7 @@ class Session final : public net::TransportHandler, public UpstreamUser {
   void ws_on_timer();
   void ws_arm_timer();
   bool ws_take_pong(const std::uint8_t* p, std::size_t n);
-  void ws_log_fields(char* out, std::size_t cap, int& len);
+  void ws_log_fields(AccessRecord& r);
 
   void flush_upstream();
   void flush_client();

@@ -543,14 +543,14 @@ void Session::ws_on_timer() {
 
 // ---- the access log
 
-void Session::ws_log_fields(char* out, std::size_t cap, int& len) {
+void Session::ws_log_fields(AccessRecord& r) {
   const WsState& ws = *ws_;
-  int n = std::snprintf(out, cap,
-                        " msgs_c2u=%" PRIu64 " msgs_u2c=%" PRIu64 " bytes_c2u=%" PRIu64
-                        " bytes_u2c=%" PRIu64 " close_code=%u closed_by=%s",
-                        ws.c2u_events.messages, ws.u2c_events.messages, ws.c2u_events.bytes,
-                        ws.u2c_events.bytes, ws.close_code, ws.closed_by);
-  len = n > 0 ? (static_cast<std::size_t>(n) < cap ? n : static_cast<int>(cap) - 1) : 0;
+  r.num("msgs_c2u", ws.c2u_events.messages);
+  r.num("msgs_u2c", ws.u2c_events.messages);
+  r.num("bytes_c2u", ws.c2u_events.bytes);
+  r.num("bytes_u2c", ws.u2c_events.bytes);
+  r.num("close_code", ws.close_code);
+  r.str("closed_by", ws.closed_by);
 }
 
 }  // namespace sluice::proxy

@@ -33,7 +33,7 @@ Worker::Worker(unsigned index, unsigned worker_count, std::shared_ptr<const Gene
       worker_count_(worker_count),
       io_(&loop_),
       listen_fds_(std::move(listen_fds)),
-      access_log_(access_fd),
+      access_log_(access_fd, gen->config->log.access_json),
       id_step_(worker_count),
       next_id_(index),
       jitter_rng_(static_cast<unsigned>(uv_hrtime()) ^ (index * 2654435761u)) {
