@@ -247,5 +247,27 @@ class DrainOrder(AdminCase):
         self.assertEqual(s.wait_exit(10 * SLOW), 0, s.stderr_tail())
 
 
+    def test_websocket_closes_are_spread_over_the_drain(self):
+        echo = self.echo_server()
+        s = self.admin_sluice([upstream("echo", [echo])], routes=[route("echo", path_prefix="/chat")],
+                              server={"drain_timeout": "6s"})
+        clients = []
+        for _ in range(12):
+            c = self.ws_client(s.port)
+            self.assertEqual(c.handshake("/chat").status, 101)
+            clients.append(c)
+        t0 = time.monotonic()
+        s.signal(signal.SIGTERM)
+        arrivals = []
+        for c in clients:
+            self.assertClientClosed(c, 1001)
+            arrivals.append(time.monotonic() - t0)
+        # drain_timeout 6 s (under 10 s): spread over its first half. Twelve
+        # uniform closes all within the first 0.4 s: (0.4/3)^12, never.
+        self.assertGreater(max(arrivals), 0.4, arrivals)
+        self.assertLess(max(arrivals), 3.0 + CLOSE_WAIT, arrivals)
+        self.assertEqual(s.wait_exit(10 * SLOW), 0, s.stderr_tail())
+
+
 if __name__ == "__main__":
     unittest.main()
