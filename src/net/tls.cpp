@@ -457,8 +457,10 @@ long TlsTransport::bio_ctrl(BIO*, int cmd, long, void*) {
 
 // ---- TlsTransport
 
-TlsTransport::TlsTransport(IoContext& io, TransportHandler& handler)
-    : io_(io), handler_(handler), tcp_(io, *this) {}
+TlsTransport::TlsTransport(IoContext& io, TransportHandler& handler, TcpTransport& tcp)
+    : io_(io), handler_(handler), tcp_(tcp) {
+  tcp_.set_handler(*this);
+}
 
 TlsTransport::~TlsTransport() {
   if (ssl_) SSL_free(ssl_);

@@ -89,7 +89,9 @@ class TlsClientContext {
 
 class TlsTransport final : public Transport, private TransportHandler {
  public:
-  TlsTransport(IoContext& io, TransportHandler& handler);
+  // Layered over `tcp`, which its owner keeps (and which outlives this):
+  // from now on tcp's events come here.
+  TlsTransport(IoContext& io, TransportHandler& handler, TcpTransport& tcp);
   ~TlsTransport() override;
   TlsTransport(const TlsTransport&) = delete;
   TlsTransport& operator=(const TlsTransport&) = delete;
@@ -139,7 +141,7 @@ class TlsTransport final : public Transport, private TransportHandler {
 
   IoContext& io_;
   TransportHandler& handler_;
-  TcpTransport tcp_;
+  TcpTransport& tcp_;
   SSL* ssl_ = nullptr;
   // Ciphertext received and not yet consumed by OpenSSL.
   BlockRef in_block_;

@@ -180,7 +180,7 @@ void TcpTransport::close() {
   closing_ = true;
   reading_ = false;
   if (!initialised_) {
-    handler_.on_closed();
+    handler_->on_closed();
     return;
   }
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_close_cb);
@@ -197,12 +197,12 @@ void TcpTransport::on_read_cb(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf
   Block* b = buf->base ? Block::from_data(buf->base) : nullptr;
   if (nread > 0) {
     // The block goes straight back unless the handler kept a reference.
-    self->handler_.on_read(b, static_cast<std::size_t>(nread));
+    self->handler_->on_read(b, static_cast<std::size_t>(nread));
   } else if (nread < 0 && !self->closing_) {
     if (nread == UV_EOF) {
-      self->handler_.on_eof();
+      self->handler_->on_eof();
     } else {
-      self->handler_.on_error(static_cast<int>(nread));
+      self->handler_->on_error(static_cast<int>(nread));
     }
   }
   if (b) b->unref();
@@ -214,14 +214,14 @@ void TcpTransport::on_write_cb(uv_write_t* req, int status) noexcept {
   self->pending_ -= w->bytes;
   w->io->put_write(w);
   if (status == UV_ECANCELED || self->closing_) return;  // closing: touch nothing else
-  self->handler_.on_write_done(status);
+  self->handler_->on_write_done(status);
 }
 
 void TcpTransport::on_shutdown_cb(uv_shutdown_t*, int) noexcept {}
 
 void TcpTransport::on_close_cb(uv_handle_t* h) noexcept {
   auto* self = static_cast<TcpTransport*>(h->data);
-  self->handler_.on_closed();
+  self->handler_->on_closed();
 }
 
 }  // namespace sluice::net

@@ -136,7 +136,9 @@ class Transport {
 
 class TcpTransport final : public Transport {
  public:
-  TcpTransport(IoContext& io, TransportHandler& handler) : io_(io), handler_(handler) {}
+  TcpTransport(IoContext& io, TransportHandler& handler) : io_(io), handler_(&handler) {}
+  // Events go to `handler` from now on (a TLS transport layered over this one).
+  void set_handler(TransportHandler& handler) noexcept { handler_ = &handler; }
   // uv_tcp_init on the context's loop; the handle is then this transport's.
   int init();
   uv_tcp_t* tcp() noexcept { return &tcp_; }
@@ -158,7 +160,7 @@ class TcpTransport final : public Transport {
   static void on_close_cb(uv_handle_t* h) noexcept;
 
   IoContext& io_;
-  TransportHandler& handler_;
+  TransportHandler* handler_;
   uv_tcp_t tcp_{};
   uv_shutdown_t shutdown_req_{};
   std::size_t pending_ = 0;

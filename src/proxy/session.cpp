@@ -76,6 +76,8 @@ Session::Session(Worker& worker, std::uint64_t id, ListenerMetrics& listener)
       view_(&worker.acquire()),
       id_(id),
       listener_(listener),
+      tcp_(worker.io(), *this),
+      client_(&tcp_),
       req_parser_(http::Parser::Kind::Request, req_side_, request_limits(cfg().limits)),
       resp_parser_(http::Parser::Kind::Response, resp_side_, response_limits(cfg().limits)) {
   listener_.active.add(1);
@@ -83,16 +85,6 @@ Session::Session(Worker& worker, std::uint64_t id, ListenerMetrics& listener)
   timer_.data = this;
   pending_closes_ = 2;
   w_.add(this);
-}
-
-net::TcpTransport& Session::tcp() noexcept {
-  if (net::TlsTransport* t = tls()) return t->tcp();
-  return std::get<net::TcpTransport>(transport_);
-}
-
-net::TlsTransport* Session::tls() noexcept {
-  auto* p = std::get_if<std::unique_ptr<net::TlsTransport>>(&transport_);
-  return p ? p->get() : nullptr;
 }
 
 Session::~Session() {
@@ -106,10 +98,8 @@ Session::~Session() {
 bool Session::start(uv_stream_t* listener, const net::TlsServerContext* tls_ctx,
                     bool proxy_protocol) {
   if (tls_ctx) {
-    client_ = transport_.emplace<std::unique_ptr<net::TlsTransport>>(
-        std::make_unique<net::TlsTransport>(w_.io(), *this)).get();
-  } else {
-    client_ = &transport_.emplace<net::TcpTransport>(w_.io(), *this);
+    tls_ = std::make_unique<net::TlsTransport>(w_.io(), *this, tcp_);
+    client_ = tls_.get();
   }
   if (tcp().init() != 0 || uv_accept(listener, tcp().stream()) != 0) {
     finish(CloseReason::ClientClosed);

@@ -193,15 +193,16 @@ class Session final : public net::TransportHandler, public UpstreamUser {
   ConfigView* view_;  // acquired from the worker; the current exchange's config
   const config::Config& cfg() const noexcept { return view_->config(); }
   std::uint64_t id_;
-  net::TcpTransport& tcp() noexcept;
-  net::TlsTransport* tls() noexcept;  // nullptr on a plain connection
+  net::TcpTransport& tcp() noexcept { return tcp_; }
+  net::TlsTransport* tls() noexcept { return tls_.get(); }  // nullptr on a plain connection
   void trim();
 
   ListenerMetrics& listener_;
-  // A variant is as large as its largest member: the TLS transport lives on
-  // the heap, so that a plain connection carries none of its room.
-  std::variant<std::monostate, net::TcpTransport, std::unique_ptr<net::TlsTransport>> transport_;
-  net::Transport* client_ = nullptr;  // the one in transport_
+  // The connection: TCP always; TLS, on a TLS listener, layered over it and
+  // on the heap, so that a plain connection carries none of its room.
+  net::TcpTransport tcp_;
+  std::unique_ptr<net::TlsTransport> tls_;  // destroyed before tcp_
+  net::Transport* client_ = nullptr;        // tls_ or tcp_
   uv_timer_t timer_{};
   RequestSide req_side_{*this};
   ResponseSide resp_side_{*this};

@@ -144,18 +144,11 @@ void UpstreamPool::close_idle() {
 // ---- UpstreamConn
 
 UpstreamConn::UpstreamConn(UpstreamPool& pool, ServerState& server)
-    : pool_(pool), server_(server) {
+    : pool_(pool), server_(server), tcp_(pool.io_, *this), transport_(&tcp_) {
   if (pool.tls_) {
-    transport_ = conn_.emplace<std::unique_ptr<net::TlsTransport>>(
-        std::make_unique<net::TlsTransport>(pool.io_, *this)).get();
-  } else {
-    transport_ = &conn_.emplace<net::TcpTransport>(pool.io_, *this);
+    tls_ = std::make_unique<net::TlsTransport>(pool.io_, *this, tcp_);
+    transport_ = tls_.get();
   }
-}
-
-net::TcpTransport& UpstreamConn::tcp() noexcept {
-  if (net::TlsTransport* t = tls()) return t->tcp();
-  return std::get<net::TcpTransport>(conn_);
 }
 
 int UpstreamConn::start_connect(UpstreamUser& user) {

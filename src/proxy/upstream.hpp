@@ -129,22 +129,19 @@ class UpstreamConn final : public net::TransportHandler {
   void on_handshake_done() override;
   void connected();
   void connect_failed(const char* what, int status);
-  net::TcpTransport& tcp() noexcept;
-  net::TlsTransport* tls() noexcept {
-    auto* p = std::get_if<std::unique_ptr<net::TlsTransport>>(&conn_);
-    return p ? p->get() : nullptr;
-  }
+  net::TcpTransport& tcp() noexcept { return tcp_; }
+  net::TlsTransport* tls() noexcept { return tls_.get(); }
   static void on_connect(uv_connect_t* req, int status) noexcept;
   static void on_timer(uv_timer_t* t) noexcept;
   static void on_timer_closed(uv_handle_t* h) noexcept;
 
   UpstreamPool& pool_;
   ServerState& server_;
-  // The TLS transport on the heap: a variant is as large as its largest
-  // member, and plain connections (idle WebSocket sessions are many) should
-  // not carry its room.
-  std::variant<std::monostate, net::TcpTransport, std::unique_ptr<net::TlsTransport>> conn_;
-  net::Transport* transport_ = nullptr;
+  // TCP always; TLS layered over it on the heap, so that plain connections
+  // (idle WebSocket sessions are many) carry none of its room.
+  net::TcpTransport tcp_;
+  std::unique_ptr<net::TlsTransport> tls_;  // layered over tcp_; destroyed first
+  net::Transport* transport_;               // tls_ or tcp_
   uv_timer_t timer_{};
   uv_connect_t connect_req_{};
   UpstreamUser* user_ = nullptr;
