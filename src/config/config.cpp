@@ -18,6 +18,7 @@
 #include <limits>
 #include <map>
 
+#include "config/health_settings.hpp"
 #include "config/reader.hpp"
 #include "config/tls_settings.hpp"
 #include "config/websocket_settings.hpp"
@@ -311,7 +312,7 @@ class Loader {
       const toml::table& t = *tables[i];
       const std::string prefix = indexed("upstream", i);
       in_.check_keys(t, prefix, {"name", "servers", "balance", "keepalive", "max_fails",
-                                 "fail_timeout", "tls"});
+                                 "fail_timeout", "tls", "health_check"});
       Upstream up;
       if (auto f = in_.required(t, prefix, "name")) {
         if (auto name = in_.as_string(*f)) {
@@ -332,6 +333,7 @@ class Loader {
       integer(t, prefix, "max_fails", 1, 1'000, up.max_fails);
       if (auto d = duration(t, prefix, "fail_timeout")) up.fail_timeout = *d;
       if (auto f = in_.field(t, prefix, "tls")) read_upstream_tls(in_, *f, up.tls);
+      if (auto f = in_.field(t, prefix, "health_check")) read_health_check(in_, *f, up.health_check);
       // Kept even when other keys were bad, so routes that use the name are
       // not reported a second time as naming nothing.
       if (!up.name.empty()) {

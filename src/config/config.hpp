@@ -128,6 +128,21 @@ struct UpstreamServer {
   SocketAddress addr;
 };
 
+// Active health checks of an upstream's servers ([upstream.health_check]).
+// The loader has checked: path starts with "/" and is printable ASCII without
+// spaces or '#'; 0 < timeout < interval; unhealthy and healthy in 1..100;
+// origin only with websocket.
+struct HealthCheck {
+  bool enabled = false;          // the table is present
+  std::string path = "/health";  // request target of the probe
+  Millis interval{5'000};        // from one probe's start to the next
+  Millis timeout{1'000};         // connect + TLS + response head
+  std::uint32_t unhealthy = 3;   // consecutive failures that eject a server
+  std::uint32_t healthy = 2;     // consecutive successes that restore it
+  bool websocket = false;        // probe with a WebSocket upgrade, expect 101
+  std::string origin;            // Origin sent with the upgrade ("" = none)
+};
+
 struct Upstream {
   std::string name;
   std::vector<UpstreamServer> servers;
@@ -136,6 +151,7 @@ struct Upstream {
   std::uint32_t max_fails = 3;    // consecutive connect failures before ejection
   Millis fail_timeout{10'000};    // how long an ejected server is left alone
   UpstreamTls tls;
+  HealthCheck health_check;
 };
 
 // How a route treats a WebSocket upgrade. Read now; the relay that acts on it
