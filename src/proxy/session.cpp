@@ -715,7 +715,7 @@ void Session::log_access() {
       " req_body=%" PRIu64 " resp_body=%" PRIu64 "%.*s duration_ms=%.3f\n",
       id_, client_ip_, method, static_cast<int>(path_.size() > 512 ? 512 : path_.size()),
       path_.data(), status_, route_ ? route_->path_prefix.c_str() : "-",
-      server_ ? server_->conf->addr.text.c_str() : "-", req_body_bytes_, resp_bytes_, ws_len,
+      server_ ? server_->member.addr.text.c_str() : "-", req_body_bytes_, resp_bytes_, ws_len,
       ws_fields, ms);
   if (n > 0) log.append(std::string_view(line, static_cast<std::size_t>(n) < sizeof line ? n : sizeof line - 1));
 }

@@ -684,6 +684,8 @@ TEST_CASE("config: the shipped configs load", "[config]") {
   CHECK(example->listeners[2].tls->min_version == TlsVersion::V1_3);
   CHECK(example->routes[3].hsts == "max-age=31536000; includeSubDomains");
   CHECK(example->upstreams.at(4).tls.enabled);
+  CHECK(example->upstreams.at(0).health_check.path == "/healthz");
+  CHECK(example->upstreams.at(2).health_check.websocket);
   CHECK(example->upstreams.at(4).tls.cert == "conf/dev/localhost.pem");
 
   // sluice.toml writes every key out at its default value, and adds a TLS
