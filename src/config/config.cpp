@@ -354,11 +354,12 @@ class Loader {
       const Field entry{servers->get(i), indexed(f.path, i)};
       const auto text = in_.as_string(entry);
       if (!text) continue;
-      auto resolved = resolve_address(*text);
+      auto resolved = resolve_addresses(*text);
       if (auto* why = std::get_if<std::string>(&resolved))
         in_.error(entry, *why);
       else
-        up.servers.push_back(UpstreamServer{*text, std::get<SocketAddress>(std::move(resolved))});
+        up.servers.push_back(
+            UpstreamServer{*text, std::get<std::vector<SocketAddress>>(std::move(resolved))});
     }
   }
 

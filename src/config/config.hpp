@@ -125,7 +125,10 @@ enum class Balance : std::uint8_t { RoundRobin, LeastConn, HashClientIp };
 
 struct UpstreamServer {
   std::string name;  // as written, "host:port"
-  SocketAddress addr;
+  // Every address it stands for, at least one: a literal is one address; a
+  // name is every IPv4 and IPv6 address it resolved to at load, each its own
+  // member of the pool (balanced, health-checked and ejected on its own).
+  std::vector<SocketAddress> addrs;
 };
 
 // Active health checks of an upstream's servers ([upstream.health_check]).
@@ -217,5 +220,8 @@ LoadResult parse_config(std::string_view toml_text, const std::string& path);
 // Parses "127.0.0.1:8080", "[::1]:8080", "localhost:9000" (name resolved).
 // Returns an error message on failure.
 std::variant<SocketAddress, std::string> resolve_address(std::string_view host_port);
+// The same, with every address a name resolves to (in getaddrinfo's order,
+// no duplicates); a literal gives one.
+std::variant<std::vector<SocketAddress>, std::string> resolve_addresses(std::string_view host_port);
 
 }  // namespace sluice::config

@@ -1,6 +1,7 @@
 // Generation: see generation.hpp.
 #include "proxy/generation.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 namespace sluice::proxy {
@@ -16,13 +17,14 @@ bool same_tls(const config::UpstreamTls& a, const config::UpstreamTls& b) {
 }
 // The health cell `previous` kept for this server of upstream `name`, or a fresh one.
 std::shared_ptr<ServerHealth> health_for(const Generation* previous, const std::string& name,
-                                         const config::UpstreamServer& server) {
+                                         const config::UpstreamServer& server,
+                                         const config::SocketAddress& addr) {
   if (previous) {
     const config::Config& pc = *previous->config;
     for (std::size_t i = 0; i < pc.upstreams.size(); ++i) {
       if (pc.upstreams[i].name != name) continue;
       for (const Member& m : *previous->members[i]) {
-        if (m.name == server.name && same_address(m.addr, server.addr)) return m.health;
+        if (m.name == server.name && same_address(m.addr, addr)) return m.health;
       }
     }
   }
@@ -35,8 +37,10 @@ bool same_servers(const config::Upstream& a, const config::Upstream& b) {
     return false;
   }
   for (std::size_t i = 0; i < a.servers.size(); ++i) {
-    if (a.servers[i].name != b.servers[i].name ||
-        !same_address(a.servers[i].addr, b.servers[i].addr)) {
+    const auto& x = a.servers[i].addrs;
+    const auto& y = b.servers[i].addrs;
+    if (a.servers[i].name != b.servers[i].name || x.size() != y.size() ||
+        !std::equal(x.begin(), x.end(), y.begin(), same_address)) {
       return false;
     }
   }
@@ -49,7 +53,9 @@ std::vector<std::shared_ptr<const Members>> Generation::members_of(const config:
   for (const config::Upstream& u : c.upstreams) {
     auto members = std::make_shared<Members>();
     for (const config::UpstreamServer& s : u.servers) {
-      members->push_back(Member{s.name, s.addr, health_for(previous, u.name, s)});
+      for (const config::SocketAddress& a : s.addrs) {
+        members->push_back(Member{s.name, a, health_for(previous, u.name, s, a)});
+      }
     }
     out.push_back(std::move(members));
   }

@@ -132,7 +132,8 @@ void check_defaults(const Config& c, const std::string& upstream) {
   CHECK(up.name == upstream);
   REQUIRE(up.servers.size() == 1);
   CHECK(up.servers[0].name == "127.0.0.1:9000");
-  CHECK(up.servers[0].addr.text == "127.0.0.1:9000");
+  REQUIRE(up.servers[0].addrs.size() == 1);
+  CHECK(up.servers[0].addrs[0].text == "127.0.0.1:9000");
   CHECK(up.balance == Balance::RoundRobin);
   CHECK(up.keepalive == 64);
   CHECK(up.max_fails == 3);
@@ -705,7 +706,7 @@ TEST_CASE("config: the shipped configs load", "[config]") {
   const Upstream& chat_up = c->upstreams[1];
   CHECK(chat_up.name == "chat");
   REQUIRE(chat_up.servers.size() == 1);
-  CHECK(chat_up.servers[0].addr.text == "127.0.0.1:9001");
+  CHECK(chat_up.servers[0].addrs.at(0).text == "127.0.0.1:9001");
   CHECK(chat_up.balance == Balance::RoundRobin);
   CHECK(chat_up.keepalive == 64);
   CHECK(chat_up.max_fails == 3);
