@@ -355,11 +355,21 @@ class Loader {
       const auto text = in_.as_string(entry);
       if (!text) continue;
       auto resolved = resolve_addresses(*text);
-      if (auto* why = std::get_if<std::string>(&resolved))
+      if (auto* why = std::get_if<std::string>(&resolved)) {
         in_.error(entry, *why);
-      else
-        up.servers.push_back(
-            UpstreamServer{*text, std::get<std::vector<SocketAddress>>(std::move(resolved))});
+        continue;
+      }
+      // In one fixed order, not the resolver's: DNS servers rotate their
+      // answers, and a reload that finds the same addresses must see the same
+      // servers (same_servers), or it would replace the pool and retire its
+      // WebSocket sessions for nothing. Every address is a member alike, so
+      // the resolver's preference order carries no meaning here.
+      auto addrs = std::get<std::vector<SocketAddress>>(std::move(resolved));
+      std::sort(addrs.begin(), addrs.end(), [](const SocketAddress& a, const SocketAddress& b) {
+        if (a.length != b.length) return a.length < b.length;
+        return std::memcmp(&a.storage, &b.storage, a.length) < 0;
+      });
+      up.servers.push_back(UpstreamServer{*text, std::move(addrs)});
     }
   }
 
