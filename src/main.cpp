@@ -25,6 +25,7 @@
 #include "net/tls.hpp"
 #include "proxy/admin.hpp"
 #include "proxy/generation.hpp"
+#include "proxy/health_check.hpp"
 #include "proxy/metrics.hpp"
 #include "proxy/worker.hpp"
 
@@ -137,6 +138,8 @@ struct Supervisor {
   std::uint64_t reloads = 0;
   std::uint64_t reload_failures = 0;
   std::unique_ptr<sluice::proxy::AdminServer> admin;
+  // Active health checks, on this loop: once per process, not per worker.
+  std::unique_ptr<sluice::proxy::HealthChecker> health;
 
   std::string metrics() const {
     std::vector<const sluice::proxy::WorkerMetrics*> cells;
@@ -146,6 +149,14 @@ struct Supervisor {
     facts.reload_failures = reload_failures;
     facts.generation = current->number;
     facts.draining = signals_seen > 0;
+    const sluice::config::Config& c = *current->config;
+    for (std::size_t i = 0; i < c.upstreams.size(); ++i) {
+      for (const sluice::proxy::Member& m : *current->members[i]) {
+        facts.servers.push_back({c.upstreams[i].name, m.addr.text, m.health->usable(),
+                                 c.upstreams[i].health_check.enabled, m.health->successes.get(),
+                                 m.health->failures.get()});
+      }
+    }
     return sluice::proxy::render_metrics(cells, facts);
   }
   std::string config_facts() const {
@@ -212,6 +223,7 @@ struct Supervisor {
     uv_close(reinterpret_cast<uv_handle_t*>(&self->worker_done), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&self->drain_delay), nullptr);
     if (self->admin) self->admin->close();
+    self->health->close();
   }
 
   // SIGUSR1 (log rotation): the access log's path is opened anew and put in
@@ -296,6 +308,7 @@ struct Supervisor {
     warn_unverified(*cfg);
     current = gen;
     for (unsigned w = 0; w < total; ++w) (*workers)[w]->reload(gen, std::move(fds[w]));
+    health->apply(gen);
     ++reloads;
     SLUICE_LOG(Info, "msg=reloaded config=%s generation=%llu reloads=%llu", config_path.c_str(),
                static_cast<unsigned long long>(gen->number),
@@ -411,6 +424,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "sluice: %s\n", error.c_str());
     return 1;
   }
+  sup.health = std::make_unique<proxy::HealthChecker>(sup.loop);
+  sup.health->apply(gen);
   uv_signal_start(&sup.sigint, Supervisor::on_signal, SIGINT);
   uv_signal_start(&sup.sigterm, Supervisor::on_signal, SIGTERM);
   uv_signal_start(&sup.sighup, Supervisor::on_signal, SIGHUP);

@@ -18,6 +18,7 @@
 #include <limits>
 #include <map>
 
+#include "config/health_settings.hpp"
 #include "config/reader.hpp"
 #include "config/tls_settings.hpp"
 #include "config/websocket_settings.hpp"
@@ -315,7 +316,7 @@ class Loader {
       const toml::table& t = *tables[i];
       const std::string prefix = indexed("upstream", i);
       in_.check_keys(t, prefix, {"name", "servers", "balance", "keepalive", "max_fails",
-                                 "fail_timeout", "tls"});
+                                 "fail_timeout", "tls", "health_check"});
       Upstream up;
       if (auto f = in_.required(t, prefix, "name")) {
         if (auto name = in_.as_string(*f)) {
@@ -336,6 +337,7 @@ class Loader {
       integer(t, prefix, "max_fails", 1, 1'000, up.max_fails);
       if (auto d = duration(t, prefix, "fail_timeout")) up.fail_timeout = *d;
       if (auto f = in_.field(t, prefix, "tls")) read_upstream_tls(in_, *f, up.tls);
+      if (auto f = in_.field(t, prefix, "health_check")) read_health_check(in_, *f, up.health_check);
       // Kept even when other keys were bad, so routes that use the name are
       // not reported a second time as naming nothing.
       if (!up.name.empty()) {
@@ -356,11 +358,22 @@ class Loader {
       const Field entry{servers->get(i), indexed(f.path, i)};
       const auto text = in_.as_string(entry);
       if (!text) continue;
-      auto resolved = resolve_address(*text);
-      if (auto* why = std::get_if<std::string>(&resolved))
+      auto resolved = resolve_addresses(*text);
+      if (auto* why = std::get_if<std::string>(&resolved)) {
         in_.error(entry, *why);
-      else
-        up.servers.push_back(UpstreamServer{*text, std::get<SocketAddress>(std::move(resolved))});
+        continue;
+      }
+      // In one fixed order, not the resolver's: DNS servers rotate their
+      // answers, and a reload that finds the same addresses must see the same
+      // servers (same_servers), or it would replace the pool and retire its
+      // WebSocket sessions for nothing. Every address is a member alike, so
+      // the resolver's preference order carries no meaning here.
+      auto addrs = std::get<std::vector<SocketAddress>>(std::move(resolved));
+      std::sort(addrs.begin(), addrs.end(), [](const SocketAddress& a, const SocketAddress& b) {
+        if (a.length != b.length) return a.length < b.length;
+        return std::memcmp(&a.storage, &b.storage, a.length) < 0;
+      });
+      up.servers.push_back(UpstreamServer{*text, std::move(addrs)});
     }
   }
 

@@ -127,7 +127,25 @@ enum class Balance : std::uint8_t { RoundRobin, LeastConn, HashClientIp };
 
 struct UpstreamServer {
   std::string name;  // as written, "host:port"
-  SocketAddress addr;
+  // Every address it stands for, at least one: a literal is one address; a
+  // name is every IPv4 and IPv6 address it resolved to at load, each its own
+  // member of the pool (balanced, health-checked and ejected on its own).
+  std::vector<SocketAddress> addrs;
+};
+
+// Active health checks of an upstream's servers ([upstream.health_check]).
+// The loader has checked: path starts with "/" and is printable ASCII without
+// spaces or '#'; 0 < timeout < interval; unhealthy and healthy in 1..100;
+// origin only with websocket.
+struct HealthCheck {
+  bool enabled = false;          // the table is present
+  std::string path = "/health";  // request target of the probe
+  Millis interval{5'000};        // from one probe's start to the next
+  Millis timeout{1'000};         // connect + TLS + response head
+  std::uint32_t unhealthy = 3;   // consecutive failures that eject a server
+  std::uint32_t healthy = 2;     // consecutive successes that restore it
+  bool websocket = false;        // probe with a WebSocket upgrade, expect 101
+  std::string origin;            // Origin sent with the upgrade ("" = none)
 };
 
 struct Upstream {
@@ -138,6 +156,7 @@ struct Upstream {
   std::uint32_t max_fails = 3;    // consecutive connect failures before ejection
   Millis fail_timeout{10'000};    // how long an ejected server is left alone
   UpstreamTls tls;
+  HealthCheck health_check;
 };
 
 // How a route treats a WebSocket upgrade. Read now; the relay that acts on it
@@ -206,5 +225,8 @@ LoadResult parse_config(std::string_view toml_text, const std::string& path);
 // Parses "127.0.0.1:8080", "[::1]:8080", "localhost:9000" (name resolved).
 // Returns an error message on failure.
 std::variant<SocketAddress, std::string> resolve_address(std::string_view host_port);
+// The same, with every address a name resolves to (in getaddrinfo's order,
+// no duplicates); a literal gives one.
+std::variant<std::vector<SocketAddress>, std::string> resolve_addresses(std::string_view host_port);
 
 }  // namespace sluice::config

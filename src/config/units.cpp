@@ -11,6 +11,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -120,7 +121,10 @@ SocketAddress make_v6(const in6_addr& addr, std::uint16_t port) {
   return out;
 }
 
-std::variant<SocketAddress, std::string> resolve_name(const std::string& host, std::uint16_t port) {
+// Every IPv4 and IPv6 address of `host`, in getaddrinfo's order of
+// preference, each once (it lists one per socket type and protocol it knows).
+std::variant<std::vector<SocketAddress>, std::string> resolve_name(const std::string& host,
+                                                                   std::uint16_t port) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -130,21 +134,22 @@ std::variant<SocketAddress, std::string> resolve_name(const std::string& host, s
     const std::string why = rc == EAI_SYSTEM ? std::strerror(errno) : gai_strerror(rc);
     return "cannot resolve \"" + host + "\": " + why;
   }
-  // The first answer only: getaddrinfo has already ordered them by preference,
-  // and one server entry stays one endpoint for balancing and health.
-  std::variant<SocketAddress, std::string> out =
-      "cannot resolve \"" + host + "\": no IPv4 or IPv6 address";
+  std::vector<SocketAddress> out;
   for (const addrinfo* ai = found; ai != nullptr; ai = ai->ai_next) {
-    if (ai->ai_family == AF_INET) {
-      out = make_v4(reinterpret_cast<const sockaddr_in*>(ai->ai_addr)->sin_addr, port);
-      break;
-    }
-    if (ai->ai_family == AF_INET6) {
-      out = make_v6(reinterpret_cast<const sockaddr_in6*>(ai->ai_addr)->sin6_addr, port);
-      break;
-    }
+    SocketAddress a;
+    if (ai->ai_family == AF_INET)
+      a = make_v4(reinterpret_cast<const sockaddr_in*>(ai->ai_addr)->sin_addr, port);
+    else if (ai->ai_family == AF_INET6)
+      a = make_v6(reinterpret_cast<const sockaddr_in6*>(ai->ai_addr)->sin6_addr, port);
+    else
+      continue;
+    const bool seen = std::any_of(out.begin(), out.end(), [&](const SocketAddress& b) {
+      return b.length == a.length && std::memcmp(&b.storage, &a.storage, a.length) == 0;
+    });
+    if (!seen) out.push_back(std::move(a));
   }
   freeaddrinfo(found);
+  if (out.empty()) return "cannot resolve \"" + host + "\": no IPv4 or IPv6 address";
   return out;
 }
 
@@ -172,6 +177,13 @@ std::optional<std::uint64_t> parse_size(std::string_view text) {
 }
 
 std::variant<SocketAddress, std::string> resolve_address(std::string_view host_port) {
+  auto all = resolve_addresses(host_port);
+  if (auto* why = std::get_if<std::string>(&all)) return std::move(*why);
+  // The first answer: getaddrinfo has already ordered them by preference.
+  return std::move(std::get<std::vector<SocketAddress>>(all).front());
+}
+
+std::variant<std::vector<SocketAddress>, std::string> resolve_addresses(std::string_view host_port) {
   constexpr std::string_view kShape =
       "expected host:port, e.g. \"127.0.0.1:8080\" or \"[::1]:8080\"";
   std::string_view host;
@@ -201,7 +213,7 @@ std::variant<SocketAddress, std::string> resolve_address(std::string_view host_p
     in6_addr addr{};
     if (inet_pton(AF_INET6, host_z.c_str(), &addr) != 1)
       return "invalid IPv6 address \"" + host_z + "\"";
-    return make_v6(addr, *port);
+    return std::vector<SocketAddress>{make_v6(addr, *port)};
   }
   // All digits and dots is meant as an IPv4 literal; resolving it as a name
   // would let getaddrinfo accept legacy forms such as "127.1".
@@ -209,7 +221,7 @@ std::variant<SocketAddress, std::string> resolve_address(std::string_view host_p
     in_addr addr{};
     if (inet_pton(AF_INET, host_z.c_str(), &addr) != 1)
       return "invalid IPv4 address \"" + host_z + "\"";
-    return make_v4(addr, *port);
+    return std::vector<SocketAddress>{make_v4(addr, *port)};
   }
   if (!is_host_name(host)) return "invalid host name \"" + host_z + "\"";
   return resolve_name(host_z, *port);

@@ -1,6 +1,7 @@
 // Generation: see generation.hpp.
 #include "proxy/generation.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 namespace sluice::proxy {
@@ -14,6 +15,21 @@ bool same_tls(const config::UpstreamTls& a, const config::UpstreamTls& b) {
   return a.enabled == b.enabled && a.verify == b.verify && a.ca == b.ca &&
          a.server_name == b.server_name && a.cert == b.cert && a.key == b.key;
 }
+// The health cell `previous` kept for this server of upstream `name`, or a fresh one.
+std::shared_ptr<ServerHealth> health_for(const Generation* previous, const std::string& name,
+                                         const config::UpstreamServer& server,
+                                         const config::SocketAddress& addr) {
+  if (previous) {
+    const config::Config& pc = *previous->config;
+    for (std::size_t i = 0; i < pc.upstreams.size(); ++i) {
+      if (pc.upstreams[i].name != name) continue;
+      for (const Member& m : *previous->members[i]) {
+        if (m.name == server.name && same_address(m.addr, addr)) return m.health;
+      }
+    }
+  }
+  return std::make_shared<ServerHealth>();
+}
 }  // namespace
 
 bool same_servers(const config::Upstream& a, const config::Upstream& b) {
@@ -21,12 +37,29 @@ bool same_servers(const config::Upstream& a, const config::Upstream& b) {
     return false;
   }
   for (std::size_t i = 0; i < a.servers.size(); ++i) {
-    if (a.servers[i].name != b.servers[i].name ||
-        !same_address(a.servers[i].addr, b.servers[i].addr)) {
+    const auto& x = a.servers[i].addrs;
+    const auto& y = b.servers[i].addrs;
+    if (a.servers[i].name != b.servers[i].name || x.size() != y.size() ||
+        !std::equal(x.begin(), x.end(), y.begin(), same_address)) {
       return false;
     }
   }
   return true;
+}
+
+std::vector<std::shared_ptr<const Members>> Generation::members_of(const config::Config& c,
+                                                                   const Generation* previous) {
+  std::vector<std::shared_ptr<const Members>> out;
+  for (const config::Upstream& u : c.upstreams) {
+    auto members = std::make_shared<Members>();
+    for (const config::UpstreamServer& s : u.servers) {
+      for (const config::SocketAddress& a : s.addrs) {
+        members->push_back(Member{s.name, a, health_for(previous, u.name, s, a)});
+      }
+    }
+    out.push_back(std::move(members));
+  }
+  return out;
 }
 
 std::shared_ptr<const Generation> Generation::build(std::shared_ptr<const config::Config> config,
@@ -57,6 +90,7 @@ std::shared_ptr<const Generation> Generation::build(std::shared_ptr<const config
     }
     g->listener_tls.push_back(std::move(ctx));
   }
+  g->members = members_of(c, previous);
   for (std::size_t i = 0; i < c.upstreams.size(); ++i) {
     const config::Upstream& u = c.upstreams[i];
     if (!u.tls.enabled) {

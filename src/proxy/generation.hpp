@@ -16,6 +16,7 @@
 
 #include "config/config.hpp"
 #include "net/tls.hpp"
+#include "proxy/members.hpp"
 
 namespace sluice::proxy {
 
@@ -25,6 +26,11 @@ struct Generation {
   std::vector<std::unique_ptr<net::TlsServerContext>> listener_tls;
   // Per upstream (index as in config->upstreams); nullptr without TLS.
   std::vector<std::unique_ptr<net::TlsClientContext>> upstream_tls;
+  // Per upstream: its members, in the order of its servers. A member that
+  // was in `previous` (same upstream name, server and address) shares its
+  // ServerHealth with it, so a reload neither resets an ejected server nor
+  // forgets its probe history.
+  std::vector<std::shared_ptr<const Members>> members;
   std::uint64_t number = 1;  // 1 at start, one more for each reload
 
   // Builds the TLS contexts for `config`. A listener whose address was also a
@@ -33,6 +39,12 @@ struct Generation {
   // `error` ("listener[1].tls: conf/x.pem: cannot load ...").
   static std::shared_ptr<const Generation> build(std::shared_ptr<const config::Config> config,
                                                  const Generation* previous, std::string& error);
+
+  // The members of every upstream of `config` as written (one per server),
+  // sharing health cells with `previous` (may be null). build() sets them;
+  // tests that assemble a Generation by hand call it themselves.
+  static std::vector<std::shared_ptr<const Members>> members_of(const config::Config& config,
+                                                                 const Generation* previous);
 
   const net::TlsServerContext* listener_context(std::size_t i) const noexcept {
     return i < listener_tls.size() ? listener_tls[i].get() : nullptr;

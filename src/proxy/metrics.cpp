@@ -208,6 +208,24 @@ std::string render_metrics(const std::vector<const WorkerMetrics*>& workers,
                   });
   }
 
+  out.family("sluice_upstream_server_healthy", "gauge",
+             "1 while a server is in rotation as far as active health checks go, 0 once they "
+             "ejected it (servers without health checks: always 1).");
+  for (const ServerHealthFacts& s : process.servers) {
+    out.sample("sluice_upstream_server_healthy",
+               "upstream=\"" + label(s.upstream) + "\",server=\"" + label(s.server) + "\"",
+               s.up ? 1 : 0);
+  }
+  out.family("sluice_health_checks_total", "counter",
+             "Active health check probes, by server and result.");
+  for (const ServerHealthFacts& s : process.servers) {
+    if (!s.checked) continue;
+    const std::string labels =
+        "upstream=\"" + label(s.upstream) + "\",server=\"" + label(s.server) + "\",result=";
+    out.sample("sluice_health_checks_total", labels + "\"success\"", s.successes);
+    out.sample("sluice_health_checks_total", labels + "\"failure\"", s.failures);
+  }
+
   const auto listener_keys = keys_of(workers, &WorkerMetrics::listeners);
   out.family("sluice_connections_accepted_total", "counter", "Client connections accepted.");
   for (const std::string& k : listener_keys) {

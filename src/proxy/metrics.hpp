@@ -72,12 +72,23 @@ struct WorkerMetrics {
   std::map<std::string, std::unique_ptr<ListenerMetrics>> listeners;
 };
 
+// One upstream member as the main thread sees it, for the health families.
+struct ServerHealthFacts {
+  std::string upstream;
+  std::string server;      // its address, "127.0.0.1:9000"
+  bool up = true;          // not ejected by active health checks
+  bool checked = false;    // its upstream has a health_check
+  std::uint64_t successes = 0;
+  std::uint64_t failures = 0;
+};
+
 // Facts of the process as a whole, kept by the main thread.
 struct ProcessFacts {
   std::uint64_t reloads = 0;
   std::uint64_t reload_failures = 0;
   std::uint64_t generation = 1;
   bool draining = false;
+  std::vector<ServerHealthFacts> servers;  // every member of every upstream
 };
 
 // Prometheus text format (version 0.0.4), every worker's cells summed.

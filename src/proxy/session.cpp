@@ -744,7 +744,7 @@ void Session::log_access() {
   r.str("path", path_);
   r.num("status", status_);
   r.str("route", route_ ? std::string_view(route_->path_prefix) : std::string_view());
-  r.str("upstream", server_ ? std::string_view(server_->conf->addr.text) : std::string_view());
+  r.str("upstream", server_ ? std::string_view(server_->member.addr.text) : std::string_view());
   r.num("req_body", req_body_bytes_);
   r.num("resp_body", resp_bytes_);
   if (ws_ && status_ == 101) ws_log_fields(r);

@@ -116,7 +116,7 @@ void Session::on_upstream_read(Block* block, std::size_t n) {
     off += r.consumed;
     if (r.status == http::Parser::Status::Error) {
       SLUICE_LOG(Warn, "conn=%" PRIu64 " msg=\"bad upstream response\" server=%s reason=\"%s\"",
-                 id_, server_->conf->addr.text.c_str(), resp_parser_.reason());
+                 id_, server_->member.addr.text.c_str(), resp_parser_.reason());
       flush_client();
       upstream_broken(false);
       cur_resp_block_ = nullptr;
@@ -251,7 +251,7 @@ void Session::upstream_broken(bool may_retry) {
     return;
   }
   SLUICE_LOG(Warn, "conn=%" PRIu64 " msg=\"upstream response truncated\" server=%s", id_,
-             server_ ? server_->conf->addr.text.c_str() : "-");
+             server_ ? server_->member.addr.text.c_str() : "-");
   status_ = status_ ? status_ : 502;
   log_access();
   finish(CloseReason::UpstreamTruncated);
@@ -272,7 +272,7 @@ void Session::on_upstream_write_done() {
 void Session::on_upstream_timeout() {
   if (phase_ == Phase::WebSocket) return;  // the session's own timer keeps WebSocket time
   SLUICE_LOG(Warn, "conn=%" PRIu64 " msg=\"upstream response timed out\" server=%s", id_,
-             server_ ? server_->conf->addr.text.c_str() : "-");
+             server_ ? server_->member.addr.text.c_str() : "-");
   if (resp_started_) {
     upstream_broken(false);
     return;

@@ -95,7 +95,7 @@ http::ParserHandler::Next Session::on_switch_head(http::MessageHead& head) {
                                                offered_extensions(request, conf));
   if (c.status != 0) {
     SLUICE_LOG(Warn, "conn=%" PRIu64 " msg=\"upstream websocket handshake refused\" server=%s"
-               " reason=\"%s\"", id_, server_->conf->addr.text.c_str(), c.reason);
+               " reason=\"%s\"", id_, server_->member.addr.text.c_str(), c.reason);
     ++w_.metrics().ws_bad_upstream_switch;
     return Next::Abort;  // 502, never retried
   }

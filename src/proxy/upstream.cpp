@@ -6,16 +6,6 @@
 namespace sluice::proxy {
 
 namespace {
-// "host:port" or "[v6]:port" as written -> "host" / "v6".
-std::string_view host_of(std::string_view name) noexcept {
-  if (!name.empty() && name.front() == '[') {
-    std::size_t close = name.find(']');
-    return close == std::string_view::npos ? name : name.substr(1, close - 1);
-  }
-  std::size_t colon = name.rfind(':');
-  return colon == std::string_view::npos ? name : name.substr(0, colon);
-}
-
 // Rendezvous hashing: a client keeps its server while that server stays
 // healthy, and only the clients of a server that goes away move.
 std::uint32_t mix(std::uint32_t a, std::uint32_t b) noexcept {
@@ -34,7 +24,7 @@ std::uint32_t mix(std::uint32_t a, std::uint32_t b) noexcept {
 UpstreamPool::UpstreamPool(net::IoContext& io, std::shared_ptr<const Generation> gen,
                            std::size_t index)
     : io_(io) {
-  servers_.resize(gen->config->upstreams[index].servers.size());
+  servers_.resize(gen->members[index]->size());
   rebind(std::move(gen), index);
 }
 
@@ -43,14 +33,21 @@ void UpstreamPool::rebind(std::shared_ptr<const Generation> gen, std::size_t ind
   conf_ = &gen_->config->upstreams[index];
   timeouts_ = &gen_->config->timeouts;
   tls_ = gen_->upstream_context(index);
-  for (std::size_t i = 0; i < servers_.size(); ++i) servers_[i].conf = &conf_->servers[i];
+  // same_servers() held, so the members are the same servers in the same
+  // order; their health cells are taken again all the same, in case `gen`
+  // came to own fresh ones (a server dropped and re-added by reloads while
+  // this pool stayed alive through an older view).
+  const Members& members = *gen_->members[index];
+  for (std::size_t i = 0; i < servers_.size(); ++i) servers_[i].member = members[i];
 }
 
 UpstreamPool::~UpstreamPool() = default;
 
 ServerState* UpstreamPool::pick(std::uint32_t client_hash, const ServerState* avoid) {
   const std::uint64_t now = uv_now(io_.loop());
-  auto usable = [&](const ServerState& s) { return s.ejected_until <= now; };
+  auto usable = [&](const ServerState& s) {
+    return s.ejected_until <= now && s.member.health->usable();
+  };
   std::size_t healthy = 0;
   for (const ServerState& s : servers_) healthy += usable(s) ? 1 : 0;
   if (healthy == 0) return nullptr;
@@ -125,7 +122,7 @@ void UpstreamPool::record_failure(ServerState& s) noexcept {
     std::uint64_t now = uv_now(io_.loop());
     if (s.ejected_until <= now) {
       SLUICE_LOG(Warn, "msg=\"upstream server ejected\" upstream=%s server=%s fails=%u for_ms=%lld",
-                 conf_->name.c_str(), s.conf->addr.text.c_str(), s.fails,
+                 conf_->name.c_str(), s.member.addr.text.c_str(), s.fails,
                  static_cast<long long>(conf_->fail_timeout.count()));
     }
     s.ejected_until = now + static_cast<std::uint64_t>(conf_->fail_timeout.count());
@@ -162,7 +159,7 @@ int UpstreamConn::start_connect(UpstreamUser& user) {
     uv_tcp_nodelay(tcp().tcp(), 1);
     connect_req_.data = this;
     r = uv_tcp_connect(&connect_req_, tcp().tcp(),
-                       reinterpret_cast<const sockaddr*>(&server_.conf->addr.storage), on_connect);
+                       reinterpret_cast<const sockaddr*>(&server_.member.addr.storage), on_connect);
   }
   if (r != 0) {
     // Report on the next loop turn (timer 0) rather than re-entering the caller.
@@ -185,7 +182,7 @@ void UpstreamConn::on_connect(uv_connect_t* req, int status) noexcept {
   }
   if (net::TlsTransport* tls = self->tls()) {
     // The TLS handshake is part of connecting: the connect timer still runs.
-    SSL* ssl = self->pool_.tls_->new_ssl(host_of(self->server_.conf->name));
+    SSL* ssl = self->pool_.tls_->new_ssl(host_of(self->server_.member.name));
     if (!ssl) {
       self->connect_failed("upstream TLS setup failed", UV_ENOMEM);
       return;
@@ -212,7 +209,7 @@ void UpstreamConn::connect_failed(const char* what, int status) {
   UpstreamUser* user = user_;
   pool_.record_failure(server_);
   if (pool_.metrics_) ++pool_.metrics_->connect_errors;
-  SLUICE_LOG(Warn, "msg=\"%s\" server=%s error=%s", what, server_.conf->addr.text.c_str(),
+  SLUICE_LOG(Warn, "msg=\"%s\" server=%s error=%s", what, server_.member.addr.text.c_str(),
              uv_err_name(status));
   user_ = nullptr;
   close();
@@ -231,7 +228,7 @@ void UpstreamConn::on_timer(uv_timer_t* t) noexcept {
       }
       if (!self->failed_early_) {
         SLUICE_LOG(Warn, "msg=\"upstream connect timed out\" server=%s",
-                   self->server_.conf->addr.text.c_str());
+                   self->server_.member.addr.text.c_str());
       }
       self->user_ = nullptr;
       self->close();

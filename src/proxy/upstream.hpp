@@ -43,7 +43,7 @@ class UpstreamUser {
 };
 
 struct ServerState {
-  const config::UpstreamServer* conf = nullptr;
+  Member member;                      // its address and the shared active-health verdict
   UpstreamConn* idle_head = nullptr;  // most recently parked first
   std::uint32_t idle_count = 0;
   std::uint32_t active = 0;           // connections bound to sessions (least_conn)
@@ -59,8 +59,9 @@ class UpstreamPool {
   UpstreamPool(const UpstreamPool&) = delete;
   UpstreamPool& operator=(const UpstreamPool&) = delete;
 
-  // A server to use, or nullptr when every server is ejected. `avoid` is
-  // skipped when another healthy server exists (retries go elsewhere).
+  // A server to use, or nullptr when every server is ejected (passively by
+  // this worker, or actively by the health checks). `avoid` is skipped when
+  // another healthy server exists (retries go elsewhere).
   ServerState* pick(std::uint32_t client_hash, const ServerState* avoid);
   // A connection to `server`: a parked idle one (already connected; `reused`
   // is set) or a new one that is connecting. Events go to `user`.

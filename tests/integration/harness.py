@@ -206,6 +206,7 @@ class Sluice:
         self.cond = threading.Condition()
         self.config_path = os.path.join(tmpdir, "sluice.toml")
         self.readers = []
+        self.hosts_file = None  # set: sluice runs with this file as its /etc/hosts
 
     @property
     def port(self):
@@ -239,7 +240,15 @@ class Sluice:
         self.stderr_lines = []
         self.stdout_lines = []
         self.returncode = None
-        self.proc = subprocess.Popen([SLUICE_BIN, "-c", self.config_path],
+        command = [SLUICE_BIN, "-c", self.config_path]
+        if self.hosts_file is not None:
+            # A private mount namespace (root only) in which the test's file
+            # is /etc/hosts: glibc reads it again on every lookup, so a test
+            # steers name resolution by rewriting the file (in place: the bind
+            # mount follows the inode).
+            command = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+                       'mount --bind "$0" /etc/hosts && exec "$@"', self.hosts_file] + command
+        self.proc = subprocess.Popen(command,
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, cwd=self.tmpdir)
         self.readers = []

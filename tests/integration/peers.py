@@ -159,14 +159,14 @@ class ThreadedServer:
     blocked in recv or send) and joins every thread, each for at most 5 s.
     """
 
-    def __init__(self, name):
+    def __init__(self, name, host=LOOPBACK, port=0):
         self.name = name
         self.listen_sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.listen_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listen_sock.bind((LOOPBACK, 0))
+        self.listen_sock.bind((host, port))
         self.listen_sock.settimeout(ACCEPT_POLL)
         self.port = self.listen_sock.getsockname()[1]
-        self.addr = "%s:%d" % (LOOPBACK, self.port)
+        self.addr = "%s:%d" % (host, self.port)
         self.cond = threading.Condition()
         self.conns = []
         self.closing = threading.Event()
@@ -246,13 +246,16 @@ class Backend(ThreadedServer):
     unstarted Backend is a port that refuses connections (and can later start
     listening to show whether anyone still tries it).
 
+    `host` and `port` choose the address (any 127.0.0.0/8 address is
+    loopback; port 0: an ephemeral one).
+
     `handler(backend, conn, req)` answers each complete request; it may send
     anything, reset or close `conn`, or wait on an Event via `backend.hold`.
     Requests are recorded in `requests` (all) and `conn.requests`.
     """
 
-    def __init__(self, name="backend", handler=None, auto_continue=True):
-        super().__init__(name)
+    def __init__(self, name="backend", handler=None, auto_continue=True, host=LOOPBACK, port=0):
+        super().__init__(name, host, port)
         self.handler = handler or default_handler
         self.auto_continue = auto_continue
         self.requests = []

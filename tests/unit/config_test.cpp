@@ -132,7 +132,8 @@ void check_defaults(const Config& c, const std::string& upstream) {
   CHECK(up.name == upstream);
   REQUIRE(up.servers.size() == 1);
   CHECK(up.servers[0].name == "127.0.0.1:9000");
-  CHECK(up.servers[0].addr.text == "127.0.0.1:9000");
+  REQUIRE(up.servers[0].addrs.size() == 1);
+  CHECK(up.servers[0].addrs[0].text == "127.0.0.1:9000");
   CHECK(up.balance == Balance::RoundRobin);
   CHECK(up.keepalive == 64);
   CHECK(up.max_fails == 3);
@@ -684,6 +685,8 @@ TEST_CASE("config: the shipped configs load", "[config]") {
   CHECK(example->listeners[2].tls->min_version == TlsVersion::V1_3);
   CHECK(example->routes[3].hsts == "max-age=31536000; includeSubDomains");
   CHECK(example->upstreams.at(4).tls.enabled);
+  CHECK(example->upstreams.at(0).health_check.path == "/healthz");
+  CHECK(example->upstreams.at(2).health_check.websocket);
   CHECK(example->upstreams.at(4).tls.cert == "conf/dev/localhost.pem");
 
   // sluice.toml writes every key out at its default value, and adds a TLS
@@ -703,7 +706,7 @@ TEST_CASE("config: the shipped configs load", "[config]") {
   const Upstream& chat_up = c->upstreams[1];
   CHECK(chat_up.name == "chat");
   REQUIRE(chat_up.servers.size() == 1);
-  CHECK(chat_up.servers[0].addr.text == "127.0.0.1:9001");
+  CHECK(chat_up.servers[0].addrs.at(0).text == "127.0.0.1:9001");
   CHECK(chat_up.balance == Balance::RoundRobin);
   CHECK(chat_up.keepalive == 64);
   CHECK(chat_up.max_fails == 3);

@@ -218,6 +218,7 @@ class RunningWorker {
     std::vector<int> fds{listen_fd.release()};
     auto gen = std::make_shared<sluice::proxy::Generation>();
     gen->config = config_;
+    gen->members = sluice::proxy::Generation::members_of(*config_, nullptr);
     worker_ = std::make_unique<sluice::proxy::Worker>(0, 1, gen, std::move(fds), -1);
     ran_ = done_.get_future();
     thread_ = std::thread([this] {

@@ -164,6 +164,7 @@ bool with_worker(Gateway& g, std::unique_ptr<sluice::net::TlsServerContext> list
                  std::unique_ptr<sluice::net::TlsClientContext> upstream, Client client) {
   auto gen = std::make_shared<sluice::proxy::Generation>();
   gen->config = g.cfg;
+  gen->members = sluice::proxy::Generation::members_of(*g.cfg, nullptr);
   gen->listener_tls.push_back(std::move(listener));
   gen->upstream_tls.push_back(std::move(upstream));
   sluice::proxy::Worker worker(0, 1, gen, {g.fd}, -1);
