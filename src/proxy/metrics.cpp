@@ -3,6 +3,9 @@
 
 #include <cinttypes>
 #include <cstdio>
+#include <initializer_list>
+#include <string_view>
+#include <type_traits>
 
 namespace sluice::proxy {
 
@@ -137,6 +140,40 @@ std::string route_labels(const std::string& key) {
          "\"";
 }
 
+std::string upstream_labels(const std::string& key) { return "upstream=\"" + label(key) + "\""; }
+std::string listener_labels(const std::string& key) { return "listener=\"" + label(key) + "\""; }
+
+// One labelled family: a sample per key of `map` and per suffix in
+// `variants` (appended to the key's labels: ",code=\"2xx\""), each the sum
+// over workers of get(cells, variant index).
+template <typename T, typename Get>
+void keyed(Out& out, const std::vector<const WorkerMetrics*>& workers,
+           std::map<std::string, std::unique_ptr<T>> WorkerMetrics::*map, const char* name,
+           const char* type, const char* help, std::string (*labels)(const std::string&),
+           std::initializer_list<std::string_view> variants, Get get) {
+  out.family(name, type, help);
+  for (const std::string& k : keys_of(workers, map)) {
+    std::size_t i = 0;
+    for (std::string_view v : variants) {
+      const auto total = sum_of(workers, map, k, [&](const T& m) { return get(m, i); });
+      if constexpr (std::is_signed_v<decltype(total)>) {
+        out.sample_signed(name, labels(k) + std::string(v), total);
+      } else {
+        out.sample(name, labels(k) + std::string(v), total);
+      }
+      ++i;
+    }
+  }
+}
+
+// One family of a single counter, every worker's summed.
+template <typename Get>
+void total(Out& out, const std::vector<const WorkerMetrics*>& workers, const char* name,
+           const char* help, Get get) {
+  out.family(name, "counter", help);
+  out.sample(name, "", sum_workers(workers, get));
+}
+
 const char* code_label(std::size_t slot) {
   static const char* const kLabels[WorkerMetrics::kCodeSlots] = {
       "1000", "1001", "1002", "1003", "1004", "1005", "1006", "1007", "1008", "1009",
@@ -171,39 +208,27 @@ std::string render_metrics(const std::vector<const WorkerMetrics*>& workers,
   for (const WorkerMetrics* w : workers) locks.emplace_back(w->mutex);
   Out out;
 
-  out.family("sluice_http_responses_total", "counter",
-             "Responses sent to clients, by route and status class (no route: empty labels).");
-  const auto route_keys = keys_of(workers, &WorkerMetrics::routes);
-  for (const std::string& k : route_keys) {
-    for (std::size_t c = 0; c < 5; ++c) {
-      const std::uint64_t v = sum_of(workers, &WorkerMetrics::routes, k,
-                                     [c](const RouteMetrics& m) { return m.responses[c].get(); });
-      out.sample("sluice_http_responses_total",
-                 route_labels(k) + ",code=\"" + std::to_string(c + 1) + "xx\"", v);
-    }
-  }
-
-  out.family("sluice_upstream_connect_errors_total", "counter",
-             "Upstream connections that failed (refused, reset, TLS handshake).");
-  const auto upstream_keys = keys_of(workers, &WorkerMetrics::upstreams);
-  for (const std::string& k : upstream_keys) {
-    out.sample("sluice_upstream_connect_errors_total", "upstream=\"" + label(k) + "\"",
-               sum_of(workers, &WorkerMetrics::upstreams, k,
-                      [](const UpstreamMetrics& m) { return m.connect_errors.get(); }));
-  }
-  out.family("sluice_upstream_connect_timeouts_total", "counter",
-             "Upstream connections that did not connect within timeouts.upstream_connect.");
-  for (const std::string& k : upstream_keys) {
-    out.sample("sluice_upstream_connect_timeouts_total", "upstream=\"" + label(k) + "\"",
-               sum_of(workers, &WorkerMetrics::upstreams, k,
-                      [](const UpstreamMetrics& m) { return m.connect_timeouts.get(); }));
-  }
+  const auto routes = &WorkerMetrics::routes;
+  const auto upstreams = &WorkerMetrics::upstreams;
+  const auto listeners = &WorkerMetrics::listeners;
+  keyed(out, workers, routes, "sluice_http_responses_total", "counter",
+        "Responses sent to clients, by route and status class (no route: empty labels).",
+        route_labels, {",code=\"1xx\"", ",code=\"2xx\"", ",code=\"3xx\"", ",code=\"4xx\"", ",code=\"5xx\""},
+        [](const RouteMetrics& m, std::size_t c) { return m.responses[c].get(); });
+  keyed(out, workers, upstreams, "sluice_upstream_connect_errors_total", "counter",
+        "Upstream connections that failed (refused, reset, TLS handshake).", upstream_labels, {""},
+        [](const UpstreamMetrics& m, std::size_t) { return m.connect_errors.get(); });
+  keyed(out, workers, upstreams, "sluice_upstream_connect_timeouts_total", "counter",
+        "Upstream connections that did not connect within timeouts.upstream_connect.",
+        upstream_labels, {""},
+        [](const UpstreamMetrics& m, std::size_t) { return m.connect_timeouts.get(); });
+  const auto upstream_keys = keys_of(workers, upstreams);
   out.family("sluice_upstream_response_seconds", "histogram",
              "From the start of a request to the upstream's response head.");
   for (const std::string& k : upstream_keys) {
-    out.histogram("sluice_upstream_response_seconds", "upstream=\"" + label(k) + "\"",
+    out.histogram("sluice_upstream_response_seconds", upstream_labels(k),
                   [&](auto cell) {
-                    return sum_of(workers, &WorkerMetrics::upstreams, k,
+                    return sum_of(workers, upstreams, k,
                                   [&](const UpstreamMetrics& m) { return cell(m.response_time); });
                   });
   }
@@ -226,76 +251,42 @@ std::string render_metrics(const std::vector<const WorkerMetrics*>& workers,
     out.sample("sluice_health_checks_total", labels + "\"failure\"", s.failures);
   }
 
-  const auto listener_keys = keys_of(workers, &WorkerMetrics::listeners);
-  out.family("sluice_connections_accepted_total", "counter", "Client connections accepted.");
-  for (const std::string& k : listener_keys) {
-    out.sample("sluice_connections_accepted_total", "listener=\"" + label(k) + "\"",
-               sum_of(workers, &WorkerMetrics::listeners, k,
-                      [](const ListenerMetrics& m) { return m.accepted.get(); }));
-  }
-  out.family("sluice_connections_active", "gauge", "Client connections open now.");
-  for (const std::string& k : listener_keys) {
-    out.sample_signed("sluice_connections_active", "listener=\"" + label(k) + "\"",
-                      sum_of(workers, &WorkerMetrics::listeners, k,
-                             [](const ListenerMetrics& m) { return m.active.get(); }));
-  }
+  keyed(out, workers, listeners, "sluice_connections_accepted_total", "counter",
+        "Client connections accepted.", listener_labels, {""},
+        [](const ListenerMetrics& m, std::size_t) { return m.accepted.get(); });
+  keyed(out, workers, listeners, "sluice_connections_active", "gauge",
+        "Client connections open now.", listener_labels, {""},
+        [](const ListenerMetrics& m, std::size_t) { return m.active.get(); });
 
-  out.family("sluice_tls_handshakes_total", "counter", "TLS handshakes completed.");
-  out.sample("sluice_tls_handshakes_total", "",
-             sum_workers(workers, [](const WorkerMetrics& w) { return w.io->tls_handshakes.get(); }));
-  out.family("sluice_tls_handshake_failures_total", "counter",
-             "TLS handshakes refused, broken off, or timed out.");
-  out.sample("sluice_tls_handshake_failures_total", "",
-             sum_workers(workers, [](const WorkerMetrics& w) { return w.io->tls_handshake_failures.get(); }));
-  out.family("sluice_tls_plain_http_total", "counter", "Plain HTTP sent to a TLS listener.");
-  out.sample("sluice_tls_plain_http_total", "",
-             sum_workers(workers, [](const WorkerMetrics& w) { return w.io->tls_plain_http.get(); }));
+  total(out, workers, "sluice_tls_handshakes_total", "TLS handshakes completed.",
+        [](const WorkerMetrics& w) { return w.io->tls_handshakes.get(); });
+  total(out, workers, "sluice_tls_handshake_failures_total",
+        "TLS handshakes refused, broken off, or timed out.",
+        [](const WorkerMetrics& w) { return w.io->tls_handshake_failures.get(); });
+  total(out, workers, "sluice_tls_plain_http_total", "Plain HTTP sent to a TLS listener.",
+        [](const WorkerMetrics& w) { return w.io->tls_plain_http.get(); });
+  total(out, workers, "sluice_proxy_protocol_errors_total",
+        "Connections closed for a bad, or no timely, PROXY protocol header.",
+        [](const WorkerMetrics& w) { return w.proxy_protocol_errors.get(); });
+  total(out, workers, "sluice_per_ip_refusals_total",
+        "Connections over limits.connections_per_ip and WebSocket upgrades over "
+        "websocket.max_sessions_per_ip.",
+        [](const WorkerMetrics& w) { return w.refused_per_ip.get(); });
 
-  out.family("sluice_proxy_protocol_errors_total", "counter",
-             "Connections closed for a bad, or no timely, PROXY protocol header.");
-  out.sample("sluice_proxy_protocol_errors_total", "",
-             sum_workers(workers, [](const WorkerMetrics& w) { return w.proxy_protocol_errors.get(); }));
-
-  out.family("sluice_per_ip_refusals_total", "counter",
-             "Connections over limits.connections_per_ip and WebSocket upgrades over "
-             "websocket.max_sessions_per_ip.");
-  out.sample("sluice_per_ip_refusals_total", "",
-             sum_workers(workers, [](const WorkerMetrics& w) { return w.refused_per_ip.get(); }));
-
-  out.family("sluice_websocket_sessions_total", "counter",
-             "WebSocket upgrades that switched to relaying, by route.");
-  for (const std::string& k : route_keys) {
-    out.sample("sluice_websocket_sessions_total", route_labels(k),
-               sum_of(workers, &WorkerMetrics::routes, k,
-                      [](const RouteMetrics& m) { return m.ws_sessions.get(); }));
-  }
-  out.family("sluice_websocket_sessions_active", "gauge", "WebSocket sessions open now, by route.");
-  for (const std::string& k : route_keys) {
-    out.sample_signed("sluice_websocket_sessions_active", route_labels(k),
-                      sum_of(workers, &WorkerMetrics::routes, k,
-                             [](const RouteMetrics& m) { return m.ws_active.get(); }));
-  }
-  static const char* const kDirections[2] = {"client_to_upstream", "upstream_to_client"};
-  out.family("sluice_websocket_messages_total", "counter",
-             "WebSocket messages relayed, by route and direction.");
-  for (const std::string& k : route_keys) {
-    for (std::size_t d = 0; d < 2; ++d) {
-      out.sample("sluice_websocket_messages_total",
-                 route_labels(k) + ",direction=\"" + kDirections[d] + "\"",
-                 sum_of(workers, &WorkerMetrics::routes, k,
-                        [d](const RouteMetrics& m) { return m.ws_messages[d].get(); }));
-    }
-  }
-  out.family("sluice_websocket_message_bytes_total", "counter",
-             "WebSocket message payload bytes relayed, by route and direction.");
-  for (const std::string& k : route_keys) {
-    for (std::size_t d = 0; d < 2; ++d) {
-      out.sample("sluice_websocket_message_bytes_total",
-                 route_labels(k) + ",direction=\"" + kDirections[d] + "\"",
-                 sum_of(workers, &WorkerMetrics::routes, k,
-                        [d](const RouteMetrics& m) { return m.ws_bytes[d].get(); }));
-    }
-  }
+  keyed(out, workers, routes, "sluice_websocket_sessions_total", "counter",
+        "WebSocket upgrades that switched to relaying, by route.", route_labels, {""},
+        [](const RouteMetrics& m, std::size_t) { return m.ws_sessions.get(); });
+  keyed(out, workers, routes, "sluice_websocket_sessions_active", "gauge",
+        "WebSocket sessions open now, by route.", route_labels, {""},
+        [](const RouteMetrics& m, std::size_t) { return m.ws_active.get(); });
+  const std::initializer_list<std::string_view> directions = {
+      ",direction=\"client_to_upstream\"", ",direction=\"upstream_to_client\""};
+  keyed(out, workers, routes, "sluice_websocket_messages_total", "counter",
+        "WebSocket messages relayed, by route and direction.", route_labels, directions,
+        [](const RouteMetrics& m, std::size_t d) { return m.ws_messages[d].get(); });
+  keyed(out, workers, routes, "sluice_websocket_message_bytes_total", "counter",
+        "WebSocket message payload bytes relayed, by route and direction.", route_labels,
+        directions, [](const RouteMetrics& m, std::size_t d) { return m.ws_bytes[d].get(); });
   out.family("sluice_websocket_closes_total", "counter",
              "WebSocket sessions ended, by the first close code and the side that closed.");
   static const char* const kSides[3] = {"client", "upstream", "gateway"};
