@@ -56,7 +56,7 @@ void UpstreamPool::rebind(std::shared_ptr<const Generation> gen, std::size_t ind
 // names one of its states any more; connections still closing never touch
 // their state again.
 UpstreamPool::~UpstreamPool() {
-  if (metrics_) metrics_->draining_members.add(-draining_reported_);
+  if (metrics_ && draining_reported_ != 0) metrics_->draining_members.add(-draining_reported_);
 }
 
 void UpstreamPool::set_metrics(UpstreamMetrics* m) noexcept {

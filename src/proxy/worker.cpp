@@ -48,6 +48,9 @@ Worker::Worker(unsigned index, unsigned worker_count, std::shared_ptr<const Gene
 }
 
 Worker::~Worker() {
+  // Pools first: they give back what they counted in metrics_, which is
+  // declared after them and so would otherwise be gone already.
+  pools_.clear();
   for (int fd : listen_fds_) {
     if (fd >= 0) ::close(fd);
   }
