@@ -27,6 +27,7 @@
 #include "proxy/generation.hpp"
 #include "proxy/health_check.hpp"
 #include "proxy/metrics.hpp"
+#include "proxy/resolver.hpp"
 #include "proxy/worker.hpp"
 
 namespace {
@@ -140,6 +141,17 @@ struct Supervisor {
   std::unique_ptr<sluice::proxy::AdminServer> admin;
   // Active health checks, on this loop: once per process, not per worker.
   std::unique_ptr<sluice::proxy::HealthChecker> health;
+  // DNS re-resolution of upstream servers written as names, on this loop.
+  // Its member lists are the current ones (metrics, health checks, the next
+  // reload's health cells).
+  std::unique_ptr<sluice::proxy::Resolver> resolver;
+
+  // DNS changed upstream `index`'s members: every worker moves its pool in
+  // place, and the health checks follow.
+  void members_changed(std::size_t index, std::shared_ptr<const sluice::proxy::Members> members) {
+    for (auto& w : *workers) w->update_members(current, index, members);
+    health->apply(current, resolver->members());
+  }
 
   std::string metrics() const {
     std::vector<const sluice::proxy::WorkerMetrics*> cells;
@@ -150,8 +162,10 @@ struct Supervisor {
     facts.generation = current->number;
     facts.draining = signals_seen > 0;
     const sluice::config::Config& c = *current->config;
+    const sluice::proxy::MemberLists& members = resolver->members();
     for (std::size_t i = 0; i < c.upstreams.size(); ++i) {
-      for (const sluice::proxy::Member& m : *current->members[i]) {
+      facts.members.push_back({c.upstreams[i].name, members[i]->size()});
+      for (const sluice::proxy::Member& m : *members[i]) {
         facts.servers.push_back({c.upstreams[i].name, m.addr.text, m.health->usable(),
                                  c.upstreams[i].health_check.enabled, m.health->successes.get(),
                                  m.health->failures.get()});
@@ -224,6 +238,7 @@ struct Supervisor {
     uv_close(reinterpret_cast<uv_handle_t*>(&self->drain_delay), nullptr);
     if (self->admin) self->admin->close();
     self->health->close();
+    self->resolver->close();
   }
 
   // SIGUSR1 (log rotation): the access log's path is opened anew and put in
@@ -263,7 +278,9 @@ struct Supervisor {
     }
     auto cfg = std::get<std::shared_ptr<const config::Config>>(loaded);
     std::string error;
-    auto gen = proxy::Generation::build(cfg, current.get(), error);
+    // Health cells are shared from the members as they are now, DNS changes
+    // included, so a member the resolver added keeps its verdict.
+    auto gen = proxy::Generation::build(cfg, current.get(), error, &resolver->members());
     if (!gen) {
       fail(config_path + ": " + error);
       return;
@@ -308,7 +325,8 @@ struct Supervisor {
     warn_unverified(*cfg);
     current = gen;
     for (unsigned w = 0; w < total; ++w) (*workers)[w]->reload(gen, std::move(fds[w]));
-    health->apply(gen);
+    resolver->apply(gen);
+    health->apply(gen, resolver->members());
     ++reloads;
     SLUICE_LOG(Info, "msg=reloaded config=%s generation=%llu reloads=%llu", config_path.c_str(),
                static_cast<unsigned long long>(gen->number),
@@ -425,7 +443,12 @@ int main(int argc, char** argv) {
     return 1;
   }
   sup.health = std::make_unique<proxy::HealthChecker>(sup.loop);
-  sup.health->apply(gen);
+  sup.resolver = std::make_unique<proxy::Resolver>(
+      sup.loop, [&sup](std::size_t index, std::shared_ptr<const proxy::Members> members) {
+        sup.members_changed(index, std::move(members));
+      });
+  sup.resolver->apply(gen);
+  sup.health->apply(gen, sup.resolver->members());
   uv_signal_start(&sup.sigint, Supervisor::on_signal, SIGINT);
   uv_signal_start(&sup.sigterm, Supervisor::on_signal, SIGTERM);
   uv_signal_start(&sup.sighup, Supervisor::on_signal, SIGHUP);

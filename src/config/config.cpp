@@ -316,7 +316,7 @@ class Loader {
       const toml::table& t = *tables[i];
       const std::string prefix = indexed("upstream", i);
       in_.check_keys(t, prefix, {"name", "servers", "balance", "keepalive", "max_fails",
-                                 "fail_timeout", "tls", "health_check"});
+                                 "fail_timeout", "resolve_interval", "tls", "health_check"});
       Upstream up;
       if (auto f = in_.required(t, prefix, "name")) {
         if (auto name = in_.as_string(*f)) {
@@ -336,6 +336,7 @@ class Loader {
       integer(t, prefix, "keepalive", 0, 10'000, up.keepalive);
       integer(t, prefix, "max_fails", 1, 1'000, up.max_fails);
       if (auto d = duration(t, prefix, "fail_timeout")) up.fail_timeout = *d;
+      if (auto d = duration(t, prefix, "resolve_interval")) up.resolve_interval = *d;
       if (auto f = in_.field(t, prefix, "tls")) read_upstream_tls(in_, *f, up.tls);
       if (auto f = in_.field(t, prefix, "health_check")) read_health_check(in_, *f, up.health_check);
       // Kept even when other keys were bad, so routes that use the name are
@@ -363,17 +364,12 @@ class Loader {
         in_.error(entry, *why);
         continue;
       }
-      // In one fixed order, not the resolver's: DNS servers rotate their
-      // answers, and a reload that finds the same addresses must see the same
-      // servers (same_servers), or it would replace the pool and retire its
-      // WebSocket sessions for nothing. Every address is a member alike, so
-      // the resolver's preference order carries no meaning here.
+      // In one fixed order, not the resolver's (sort_addresses): a reload
+      // that finds the same addresses must see the same members in the same
+      // order, and so must the resolver that follows the name afterwards.
       auto addrs = std::get<std::vector<SocketAddress>>(std::move(resolved));
-      std::sort(addrs.begin(), addrs.end(), [](const SocketAddress& a, const SocketAddress& b) {
-        if (a.length != b.length) return a.length < b.length;
-        return std::memcmp(&a.storage, &b.storage, a.length) < 0;
-      });
-      up.servers.push_back(UpstreamServer{*text, std::move(addrs)});
+      sort_addresses(addrs);
+      up.servers.push_back(UpstreamServer{*text, std::move(addrs), is_literal_address(*text)});
     }
   }
 

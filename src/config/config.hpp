@@ -4,11 +4,13 @@
 // at once, each naming file:line:col and the key path. A Config, once built,
 // is never mutated: workers share it through std::shared_ptr<const Config>.
 // This unit never touches the event loop or the network (name resolution of
-// upstream servers happens here, at load time, blocking, off the data path).
+// upstream servers happens here, at load time, blocking, off the data path;
+// later lookups of the same names are proxy/resolver.hpp's, on the loop).
 // It does read the TLS files a config names, to check them, and logs at warn
 // what is worth knowing but not worth refusing (an expired certificate).
 #pragma once
 
+#include <netdb.h>
 #include <sys/socket.h>
 
 #include <chrono>
@@ -130,7 +132,12 @@ struct UpstreamServer {
   // Every address it stands for, at least one: a literal is one address; a
   // name is every IPv4 and IPv6 address it resolved to at load, each its own
   // member of the pool (balanced, health-checked and ejected on its own).
+  // In the loader's fixed order (sort_addresses).
   std::vector<SocketAddress> addrs;
+  // Written as an IP literal: never re-resolved. A name is looked up again
+  // every resolve_interval (proxy/resolver.hpp); `addrs` stays what the load
+  // found, the current set lives with the resolver and the pools.
+  bool literal = true;
 };
 
 // Active health checks of an upstream's servers ([upstream.health_check]).
@@ -155,6 +162,7 @@ struct Upstream {
   std::uint32_t keepalive = 64;   // idle pooled connections per server per worker
   std::uint32_t max_fails = 3;    // consecutive connect failures before ejection
   Millis fail_timeout{10'000};    // how long an ejected server is left alone
+  Millis resolve_interval{30'000};  // servers written as names are looked up again this often
   UpstreamTls tls;
   HealthCheck health_check;
 };
@@ -228,5 +236,16 @@ std::variant<SocketAddress, std::string> resolve_address(std::string_view host_p
 // The same, with every address a name resolves to (in getaddrinfo's order,
 // no duplicates); a literal gives one.
 std::variant<std::vector<SocketAddress>, std::string> resolve_addresses(std::string_view host_port);
+// True when "host:port" names an IP literal ("10.0.0.1:80", "[::1]:80"),
+// which no lookup can ever change.
+bool is_literal_address(std::string_view host_port);
+// Every IPv4 and IPv6 address of a getaddrinfo answer, with `port`, each
+// once, in the answer's order. The loader uses it, and so does the resolver
+// (uv_getaddrinfo): with sort_addresses() both see the same members.
+std::vector<SocketAddress> addresses_of(const addrinfo* answer, std::uint16_t port);
+// One fixed order for a name's addresses (family, then bytes), not the
+// resolver's: DNS servers rotate their answers, and the same addresses must
+// always be the same members in the same order.
+void sort_addresses(std::vector<SocketAddress>& addrs);
 
 }  // namespace sluice::config

@@ -134,20 +134,7 @@ std::variant<std::vector<SocketAddress>, std::string> resolve_name(const std::st
     const std::string why = rc == EAI_SYSTEM ? std::strerror(errno) : gai_strerror(rc);
     return "cannot resolve \"" + host + "\": " + why;
   }
-  std::vector<SocketAddress> out;
-  for (const addrinfo* ai = found; ai != nullptr; ai = ai->ai_next) {
-    SocketAddress a;
-    if (ai->ai_family == AF_INET)
-      a = make_v4(reinterpret_cast<const sockaddr_in*>(ai->ai_addr)->sin_addr, port);
-    else if (ai->ai_family == AF_INET6)
-      a = make_v6(reinterpret_cast<const sockaddr_in6*>(ai->ai_addr)->sin6_addr, port);
-    else
-      continue;
-    const bool seen = std::any_of(out.begin(), out.end(), [&](const SocketAddress& b) {
-      return b.length == a.length && std::memcmp(&b.storage, &a.storage, a.length) == 0;
-    });
-    if (!seen) out.push_back(std::move(a));
-  }
+  std::vector<SocketAddress> out = addresses_of(found, port);
   freeaddrinfo(found);
   if (out.empty()) return "cannot resolve \"" + host + "\": no IPv4 or IPv6 address";
   return out;
@@ -174,6 +161,37 @@ std::optional<std::uint64_t> parse_size(std::string_view text) {
       return scaled(digits, unit.factor, std::numeric_limits<std::uint64_t>::max());
   }
   return std::nullopt;
+}
+
+std::vector<SocketAddress> addresses_of(const addrinfo* answer, std::uint16_t port) {
+  std::vector<SocketAddress> out;
+  for (const addrinfo* ai = answer; ai != nullptr; ai = ai->ai_next) {
+    SocketAddress a;
+    if (ai->ai_family == AF_INET)
+      a = make_v4(reinterpret_cast<const sockaddr_in*>(ai->ai_addr)->sin_addr, port);
+    else if (ai->ai_family == AF_INET6)
+      a = make_v6(reinterpret_cast<const sockaddr_in6*>(ai->ai_addr)->sin6_addr, port);
+    else
+      continue;
+    const bool seen = std::any_of(out.begin(), out.end(), [&](const SocketAddress& b) {
+      return b.length == a.length && std::memcmp(&b.storage, &a.storage, a.length) == 0;
+    });
+    if (!seen) out.push_back(std::move(a));
+  }
+  return out;
+}
+
+void sort_addresses(std::vector<SocketAddress>& addrs) {
+  std::sort(addrs.begin(), addrs.end(), [](const SocketAddress& a, const SocketAddress& b) {
+    if (a.length != b.length) return a.length < b.length;
+    return std::memcmp(&a.storage, &b.storage, a.length) < 0;
+  });
+}
+
+bool is_literal_address(std::string_view host_port) {
+  if (!host_port.empty() && host_port.front() == '[') return true;
+  const auto colon = host_port.rfind(':');
+  return colon != std::string_view::npos && is_dotted_digits(host_port.substr(0, colon));
 }
 
 std::variant<SocketAddress, std::string> resolve_address(std::string_view host_port) {

@@ -15,15 +15,19 @@ bool same_tls(const config::UpstreamTls& a, const config::UpstreamTls& b) {
   return a.enabled == b.enabled && a.verify == b.verify && a.ca == b.ca &&
          a.server_name == b.server_name && a.cert == b.cert && a.key == b.key;
 }
-// The health cell `previous` kept for this server of upstream `name`, or a fresh one.
-std::shared_ptr<ServerHealth> health_for(const Generation* previous, const std::string& name,
+// The health cell `live` (the members of `previous`'s upstreams as they are
+// now, DNS changes included) kept for this server of upstream `name`, or a
+// fresh one.
+std::shared_ptr<ServerHealth> health_for(const Generation* previous, const MemberLists* live,
+                                         const std::string& name,
                                          const config::UpstreamServer& server,
                                          const config::SocketAddress& addr) {
   if (previous) {
     const config::Config& pc = *previous->config;
-    for (std::size_t i = 0; i < pc.upstreams.size(); ++i) {
+    const MemberLists& lists = live ? *live : previous->members;
+    for (std::size_t i = 0; i < pc.upstreams.size() && i < lists.size(); ++i) {
       if (pc.upstreams[i].name != name) continue;
-      for (const Member& m : *previous->members[i]) {
+      for (const Member& m : *lists[i]) {
         if (m.name == server.name && same_address(m.addr, addr)) return m.health;
       }
     }
@@ -36,25 +40,25 @@ bool same_servers(const config::Upstream& a, const config::Upstream& b) {
   if (a.name != b.name || a.servers.size() != b.servers.size() || !same_tls(a.tls, b.tls)) {
     return false;
   }
+  // On the servers as written, not on what they resolved to: a name's
+  // addresses change under a running pool (the resolver moves its members in
+  // place), and a reload that finds them changed again is no reason to
+  // replace the pool and retire its WebSocket sessions. A literal's address
+  // is its name.
   for (std::size_t i = 0; i < a.servers.size(); ++i) {
-    const auto& x = a.servers[i].addrs;
-    const auto& y = b.servers[i].addrs;
-    if (a.servers[i].name != b.servers[i].name || x.size() != y.size() ||
-        !std::equal(x.begin(), x.end(), y.begin(), same_address)) {
-      return false;
-    }
+    if (a.servers[i].name != b.servers[i].name) return false;
   }
   return true;
 }
 
-std::vector<std::shared_ptr<const Members>> Generation::members_of(const config::Config& c,
-                                                                   const Generation* previous) {
+MemberLists Generation::members_of(const config::Config& c, const Generation* previous,
+                                   const MemberLists* live) {
   std::vector<std::shared_ptr<const Members>> out;
   for (const config::Upstream& u : c.upstreams) {
     auto members = std::make_shared<Members>();
     for (const config::UpstreamServer& s : u.servers) {
       for (const config::SocketAddress& a : s.addrs) {
-        members->push_back(Member{s.name, a, health_for(previous, u.name, s, a)});
+        members->push_back(Member{s.name, a, health_for(previous, live, u.name, s, a)});
       }
     }
     out.push_back(std::move(members));
@@ -64,7 +68,8 @@ std::vector<std::shared_ptr<const Members>> Generation::members_of(const config:
 
 std::shared_ptr<const Generation> Generation::build(std::shared_ptr<const config::Config> config,
                                                     const Generation* previous,
-                                                    std::string& error) {
+                                                    std::string& error,
+                                                    const MemberLists* live) {
   auto g = std::make_shared<Generation>();
   g->config = std::move(config);
   g->number = previous ? previous->number + 1 : 1;
@@ -90,7 +95,7 @@ std::shared_ptr<const Generation> Generation::build(std::shared_ptr<const config
     }
     g->listener_tls.push_back(std::move(ctx));
   }
-  g->members = members_of(c, previous);
+  g->members = members_of(c, previous, live);
   for (std::size_t i = 0; i < c.upstreams.size(); ++i) {
     const config::Upstream& u = c.upstreams[i];
     if (!u.tls.enabled) {

@@ -389,13 +389,14 @@ void HealthChecker::Prober::on_result(bool ok, const char* why) {
 
 HealthChecker::~HealthChecker() = default;
 
-void HealthChecker::apply(const std::shared_ptr<const Generation>& gen) {
+void HealthChecker::apply(const std::shared_ptr<const Generation>& gen,
+                          const MemberLists& members) {
   if (closed_) return;
   std::vector<Prober*> kept;
   const config::Config& c = *gen->config;
   for (std::size_t i = 0; i < c.upstreams.size(); ++i) {
     const config::Upstream& u = c.upstreams[i];
-    for (const Member& m : *gen->members[i]) {
+    for (const Member& m : *members[i]) {
       if (!u.health_check.enabled) {
         if (!m.health->usable()) {
           m.health->up.store(true, std::memory_order_relaxed);

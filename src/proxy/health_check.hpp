@@ -39,7 +39,12 @@ class HealthChecker {
   // and its counts, under the new settings; probers of members that are gone
   // stop. Members of upstreams without a health_check are put back in
   // rotation (nothing would ever restore them otherwise).
-  void apply(const std::shared_ptr<const Generation>& gen);
+  //
+  // `members` is what each upstream's members are now (the resolver's lists,
+  // index as in gen's upstreams); apply() is called again whenever DNS
+  // changes them, so new members get probers and vanished ones stop.
+  void apply(const std::shared_ptr<const Generation>& gen, const MemberLists& members);
+  void apply(const std::shared_ptr<const Generation>& gen) { apply(gen, gen->members); }
   // Stops every prober and probe; the loop holds nothing of this once their
   // close callbacks ran. apply() does nothing afterwards.
   void close();

@@ -38,6 +38,8 @@ struct Member {
 };
 
 using Members = std::vector<Member>;
+// Per upstream (index as in its Config's upstreams), shared read-only.
+using MemberLists = std::vector<std::shared_ptr<const Members>>;
 
 // "host:port" or "[v6]:port" as written -> "host" / "v6" (SNI, certificate names).
 inline std::string_view host_of(std::string_view name) noexcept {
@@ -48,5 +50,25 @@ inline std::string_view host_of(std::string_view name) noexcept {
   std::size_t colon = name.rfind(':');
   return colon == std::string_view::npos ? name : name.substr(0, colon);
 }
+
+// Pure (no I/O, no loop): what a name's new answer changes.
+struct AddressChange {
+  std::vector<config::SocketAddress> added;    // in `after`, not in `before`
+  std::vector<config::SocketAddress> removed;  // in `before`, not in `after`
+  bool empty() const noexcept { return added.empty() && removed.empty(); }
+};
+AddressChange diff_addresses(const std::vector<config::SocketAddress>& before,
+                             const std::vector<config::SocketAddress>& after);
+// "127.0.0.1:80,127.0.0.2:80" ("-" for none), for log lines.
+std::string address_list(const std::vector<config::SocketAddress>& addrs);
+
+// Pure: the members of upstream `u` when its servers stand for `addrs` (one
+// list per server, index as in u.servers; each list in sort_addresses()
+// order), in server order. A member that is in `before` (same server as
+// written and address) keeps its ServerHealth, so its verdict and probe
+// history go on; a new one starts healthy.
+Members members_for(const config::Upstream& u,
+                    const std::vector<std::vector<config::SocketAddress>>& addrs,
+                    const Members& before);
 
 }  // namespace sluice::proxy

@@ -241,6 +241,19 @@ std::string render_metrics(const std::vector<const WorkerMetrics*>& workers,
                "upstream=\"" + label(s.upstream) + "\",server=\"" + label(s.server) + "\"",
                s.up ? 1 : 0);
   }
+  // Active members are the main thread's (one count per process); draining
+  // ones are kept by each worker for what still runs on them, so a member
+  // that drains in two workers counts twice.
+  out.family("sluice_upstream_members", "gauge",
+             "Upstream members: active (current DNS answer or literal) and draining (gone from "
+             "DNS, still carrying connections; summed over workers).");
+  for (const UpstreamMemberFacts& m : process.members) {
+    const std::string labels = "upstream=\"" + label(m.upstream) + "\",state=";
+    out.sample("sluice_upstream_members", labels + "\"active\"", m.active);
+    const std::int64_t draining = sum_of(workers, upstreams, m.upstream,
+                                         [](const UpstreamMetrics& u) { return u.draining_members.get(); });
+    out.sample_signed("sluice_upstream_members", labels + "\"draining\"", draining);
+  }
   out.family("sluice_health_checks_total", "counter",
              "Active health check probes, by server and result.");
   for (const ServerHealthFacts& s : process.servers) {

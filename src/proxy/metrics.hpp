@@ -34,6 +34,9 @@ struct UpstreamMetrics {
   Counter connect_errors;    // refused, reset, unreachable, TLS handshake failed
   Counter connect_timeouts;
   Histogram response_time;   // request start to the response head
+  // Members gone from DNS whose state this worker keeps for connections and
+  // sessions still on them (sluice_upstream_members{state="draining"}).
+  Gauge draining_members;
 };
 
 struct ListenerMetrics {
@@ -82,6 +85,12 @@ struct ServerHealthFacts {
   std::uint64_t failures = 0;
 };
 
+// An upstream's current member count (the resolver's, main thread).
+struct UpstreamMemberFacts {
+  std::string upstream;
+  std::size_t active = 0;
+};
+
 // Facts of the process as a whole, kept by the main thread.
 struct ProcessFacts {
   std::uint64_t reloads = 0;
@@ -89,6 +98,7 @@ struct ProcessFacts {
   std::uint64_t generation = 1;
   bool draining = false;
   std::vector<ServerHealthFacts> servers;  // every member of every upstream
+  std::vector<UpstreamMemberFacts> members;  // per upstream of the running configuration
 };
 
 // Prometheus text format (version 0.0.4), every worker's cells summed.

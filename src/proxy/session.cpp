@@ -91,6 +91,8 @@ Session::~Session() {
   listener_.active.add(-1);
   if (ip_counted_) IpCounts::connections().release(client_hash_);
   if (ws_ip_counted_) IpCounts::websocket_sessions().release(ws_ip_key());
+  // Before the view: it is what keeps pool_ (and so server_) alive.
+  if (server_) pool_->let_go(*server_);
   w_.release(*view_);
   w_.remove(this);
 }
@@ -634,6 +636,7 @@ void Session::end_exchange() {
     return;
   }
   route_ = nullptr;
+  if (server_) pool_->let_go(*server_);
   pool_ = nullptr;
   server_ = nullptr;
   req_body_bytes_ = resp_bytes_ = 0;

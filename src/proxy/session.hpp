@@ -222,6 +222,8 @@ class Session final : public net::TransportHandler, public UpstreamUser {
   const config::Route* route_ = nullptr;
   UpstreamPool* pool_ = nullptr;
   UpstreamConn* up_ = nullptr;
+  // Held (UpstreamPool::hold) while set, so that a member DNS removed stays
+  // alive for this exchange's log line and retry even after up_ is released.
   ServerState* server_ = nullptr;
   std::string up_head_;      // request head as sent upstream (kept for a retry)
   std::string resp_head_;    // response head as sent to the client

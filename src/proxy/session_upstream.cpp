@@ -30,7 +30,13 @@ bool is_idempotent(std::uint8_t method) noexcept {
 void Session::connect_upstream() {
   phase_ = Phase::Connecting;
   uv_timer_stop(&timer_);
-  server_ = pool_->pick(client_hash_, retried_ ? server_ : nullptr);
+  // The state picked is held for the rest of the exchange (a draining one
+  // is freed only once no session names it); the one a retry moves away
+  // from is let go after the pick, which it must still be able to avoid.
+  ServerState* previous = server_;
+  server_ = pool_->pick(client_hash_, retried_ ? previous : nullptr);
+  if (server_) pool_->hold(*server_);
+  if (previous) pool_->let_go(*previous);
   if (!server_) {
     SLUICE_LOG(Warn, "conn=%" PRIu64 " msg=\"no healthy upstream server\" upstream=%s", id_,
                pool_->conf().name.c_str());

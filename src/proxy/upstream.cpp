@@ -1,6 +1,9 @@
 // UpstreamPool and UpstreamConn: see upstream.hpp.
 #include "proxy/upstream.hpp"
 
+#include <algorithm>
+#include <cstring>
+
 #include "core/log.hpp"
 
 namespace sluice::proxy {
@@ -17,6 +20,20 @@ std::uint32_t mix(std::uint32_t a, std::uint32_t b) noexcept {
   x ^= x >> 33;
   return static_cast<std::uint32_t>(x);
 }
+
+// FNV-1a over the address bytes: a member's place in rendezvous hashing
+// depends on its address alone, not on its index, so clients of the members
+// that stay keep their server when others come or go.
+std::uint32_t seed_of(const config::SocketAddress& a) noexcept {
+  std::uint32_t h = 2166136261u;
+  const auto* p = reinterpret_cast<const unsigned char*>(&a.storage);
+  for (socklen_t i = 0; i < a.length; ++i) h = (h ^ p[i]) * 16777619u;
+  return h;
+}
+
+bool same_address(const config::SocketAddress& a, const config::SocketAddress& b) noexcept {
+  return a.length == b.length && std::memcmp(&a.storage, &b.storage, a.length) == 0;
+}
 }  // namespace
 
 // ---- UpstreamPool
@@ -24,7 +41,6 @@ std::uint32_t mix(std::uint32_t a, std::uint32_t b) noexcept {
 UpstreamPool::UpstreamPool(net::IoContext& io, std::shared_ptr<const Generation> gen,
                            std::size_t index)
     : io_(io) {
-  servers_.resize(gen->members[index]->size());
   rebind(std::move(gen), index);
 }
 
@@ -33,15 +49,83 @@ void UpstreamPool::rebind(std::shared_ptr<const Generation> gen, std::size_t ind
   conf_ = &gen_->config->upstreams[index];
   timeouts_ = &gen_->config->timeouts;
   tls_ = gen_->upstream_context(index);
-  // same_servers() held, so the members are the same servers in the same
-  // order; their health cells are taken again all the same, in case `gen`
-  // came to own fresh ones (a server dropped and re-added by reloads while
-  // this pool stayed alive through an older view).
-  const Members& members = *gen_->members[index];
-  for (std::size_t i = 0; i < servers_.size(); ++i) servers_[i].member = members[i];
+  set_members(*gen_->members[index]);
 }
 
-UpstreamPool::~UpstreamPool() = default;
+// The worker frees a pool only once no view routes to it, so no session
+// names one of its states any more; connections still closing never touch
+// their state again.
+UpstreamPool::~UpstreamPool() {
+  if (metrics_ && draining_reported_ != 0) metrics_->draining_members.add(-draining_reported_);
+}
+
+void UpstreamPool::set_metrics(UpstreamMetrics* m) noexcept {
+  if (metrics_) metrics_->draining_members.add(-draining_reported_);
+  metrics_ = m;
+  draining_reported_ = 0;
+  report_draining();
+}
+
+void UpstreamPool::report_draining() noexcept {
+  const auto now = static_cast<std::int64_t>(draining_count());
+  if (metrics_) metrics_->draining_members.add(now - draining_reported_);
+  draining_reported_ = now;
+}
+
+void UpstreamPool::set_members(const Members& next) {
+  // Every state is presumed gone until a member claims it; a state is
+  // claimed once (two servers may resolve to one address: two members).
+  for (auto& s : states_) s->draining = true;
+  std::vector<ServerState*> now;
+  now.reserve(next.size());
+  for (const Member& m : next) {
+    ServerState* s = nullptr;
+    for (auto& candidate : states_) {
+      if (candidate->draining && candidate->member.name == m.name &&
+          same_address(candidate->member.addr, m.addr)) {
+        s = candidate.get();
+        break;
+      }
+    }
+    if (!s) {
+      states_.push_back(std::make_unique<ServerState>());
+      s = states_.back().get();
+      s->seed = seed_of(m.addr);
+    }
+    s->draining = false;
+    s->member = m;  // `next`'s health cell, should it be a fresh one
+    now.push_back(s);
+  }
+  members_ = std::move(now);
+  if (rr_next_ >= members_.size()) rr_next_ = 0;
+  // What no member claimed drains: its parked connections close now, active
+  // ones (WebSocket sessions too) go on until they end.
+  for (std::size_t i = 0; i < states_.size();) {
+    ServerState& s = *states_[i];
+    if (!s.draining) {
+      ++i;
+      continue;
+    }
+    while (UpstreamConn* c = s.idle_head) {
+      c->unlink_idle();
+      c->close();
+    }
+    if (s.sessions == 0 && s.active == 0 && s.idle_count == 0) {
+      states_.erase(states_.begin() + static_cast<std::ptrdiff_t>(i));
+      continue;
+    }
+    ++i;
+  }
+  report_draining();
+}
+
+void UpstreamPool::reap(ServerState& s) {
+  if (!s.draining || s.sessions != 0 || s.active != 0 || s.idle_count != 0) return;
+  auto it = std::find_if(states_.begin(), states_.end(),
+                         [&](const std::unique_ptr<ServerState>& p) { return p.get() == &s; });
+  if (it != states_.end()) states_.erase(it);
+  report_draining();
+}
 
 ServerState* UpstreamPool::pick(std::uint32_t client_hash, const ServerState* avoid) {
   const std::uint64_t now = uv_now(io_.loop());
@@ -49,19 +133,20 @@ ServerState* UpstreamPool::pick(std::uint32_t client_hash, const ServerState* av
     return s.ejected_until <= now && s.member.health->usable();
   };
   std::size_t healthy = 0;
-  for (const ServerState& s : servers_) healthy += usable(s) ? 1 : 0;
+  for (const ServerState* s : members_) healthy += usable(*s) ? 1 : 0;
   if (healthy == 0) return nullptr;
   auto eligible = [&](const ServerState& s) {
     return usable(s) && (healthy == 1 || &s != avoid);
   };
-  const std::size_t n = servers_.size();
+  const std::size_t n = members_.size();
   ServerState* best = nullptr;
   switch (conf_->balance) {
     case config::Balance::RoundRobin:
       for (std::size_t i = 0; i < n; ++i) {
-        ServerState& s = servers_[(rr_next_ + i) % n];
+        const std::size_t at = (rr_next_ + i) % n;
+        ServerState& s = *members_[at];
         if (eligible(s)) {
-          rr_next_ = static_cast<std::uint32_t>((&s - servers_.data() + 1) % n);
+          rr_next_ = static_cast<std::uint32_t>((at + 1) % n);
           return &s;
         }
       }
@@ -69,19 +154,18 @@ ServerState* UpstreamPool::pick(std::uint32_t client_hash, const ServerState* av
     case config::Balance::LeastConn:
       for (std::size_t i = 0; i < n; ++i) {
         // Start at a rotating index so ties spread instead of piling on server 0.
-        ServerState& s = servers_[(rr_next_ + i) % n];
+        ServerState& s = *members_[(rr_next_ + i) % n];
         if (eligible(s) && (!best || s.active < best->active)) best = &s;
       }
       rr_next_ = static_cast<std::uint32_t>((rr_next_ + 1) % n);
       return best;
     case config::Balance::HashClientIp: {
       std::uint32_t best_score = 0;
-      for (std::size_t i = 0; i < n; ++i) {
-        ServerState& s = servers_[i];
-        if (!eligible(s)) continue;
-        std::uint32_t score = mix(client_hash, static_cast<std::uint32_t>(i));
+      for (ServerState* s : members_) {
+        if (!eligible(*s)) continue;
+        std::uint32_t score = mix(client_hash, s->seed);
         if (!best || score > best_score) {
-          best = &s;
+          best = s;
           best_score = score;
         }
       }
@@ -130,7 +214,8 @@ void UpstreamPool::record_failure(ServerState& s) noexcept {
 }
 
 void UpstreamPool::close_idle() {
-  for (ServerState& s : servers_) {
+  for (auto& state : states_) {
+    ServerState& s = *state;
     while (UpstreamConn* c = s.idle_head) {
       c->unlink_idle();
       c->close();
@@ -256,7 +341,7 @@ void UpstreamConn::release() {
   --server_.active;
   user_ = nullptr;
   uv_timer_stop(&timer_);
-  if (pool_.draining_ || server_.idle_count >= pool_.conf_->keepalive ||
+  if (pool_.draining_ || server_.draining || server_.idle_count >= pool_.conf_->keepalive ||
       transport_->write_pending() != 0) {
     state_ = State::Active;  // close() below moves it to Closing
     close();

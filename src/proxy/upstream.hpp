@@ -7,11 +7,21 @@
 // (tcp, timer) and frees itself from the last close callback.
 // ServerState keeps the passive-health facts of one server for one worker;
 // UpstreamPool balances over them. Nothing here is shared between workers.
+//
+// Membership changes in place (DNS, see resolver.hpp; or a reload that keeps
+// the pool): a new member gets a new ServerState, a vanished one is marked
+// draining. A ServerState never moves (each is its own heap object), because
+// an UpstreamConn holds a ServerState& and a Session keeps a ServerState*
+// until its exchange or WebSocket session ends. A draining state is freed as
+// soon as nothing names it any more (no session, no connection): so memory
+// follows what is in use, however often members come and go, and a member
+// that comes back while its old state still drains gets that state again.
 #pragma once
 
 #include <uv.h>
 
 #include <cstdint>
+#include <memory>
 #include <variant>
 #include <vector>
 
@@ -49,6 +59,14 @@ struct ServerState {
   std::uint32_t active = 0;           // connections bound to sessions (least_conn)
   std::uint32_t fails = 0;            // consecutive connect failures
   std::uint64_t ejected_until = 0;    // uv_now() milliseconds
+  // Sessions that name it (UpstreamPool::hold .. let_go): from pick() to the
+  // end of their exchange or WebSocket session, past the release of their
+  // connection (the access log and a retry's `avoid` still read it).
+  std::uint32_t sessions = 0;
+  std::uint32_t seed = 0;  // from the address: rendezvous hashing survives membership changes
+  // No longer a member: pick() skips it, nothing is parked on it, and it is
+  // freed once sessions, active and idle_count are all 0.
+  bool draining = false;
 };
 
 class UpstreamPool {
@@ -61,8 +79,22 @@ class UpstreamPool {
 
   // A server to use, or nullptr when every server is ejected (passively by
   // this worker, or actively by the health checks). `avoid` is skipped when
-  // another healthy server exists (retries go elsewhere).
+  // another healthy server exists (retries go elsewhere). Never a draining
+  // one. The caller hold()s what it keeps.
   ServerState* pick(std::uint32_t client_hash, const ServerState* avoid);
+  // A session names `s` from now on / no longer: what keeps a draining state
+  // alive after its connection was released. let_go() may free `s`.
+  void hold(ServerState& s) noexcept { ++s.sessions; }
+  void let_go(ServerState& s) noexcept {
+    --s.sessions;
+    if (s.draining) reap(s);
+  }
+  // The members from now on, in this order (never empty): states are kept
+  // by (server as written, address), new ones made, vanished ones drained
+  // (their parked connections close; active ones go on). Control path only.
+  void set_members(const Members& members);
+  std::size_t member_count() const noexcept { return members_.size(); }
+  std::size_t draining_count() const noexcept { return states_.size() - members_.size(); }
   // A connection to `server`: a parked idle one (already connected; `reused`
   // is set) or a new one that is connecting. Events go to `user`.
   UpstreamConn* acquire(ServerState& server, UpstreamUser& user, bool& reused);
@@ -75,21 +107,32 @@ class UpstreamPool {
   void start_draining() { draining_ = true; close_idle(); }
   const config::Upstream& conf() const noexcept { return *conf_; }
   // A reload kept this pool (same_servers() holds): connections made from
-  // now on use `gen`'s settings and TLS context; parked ones stay.
+  // now on use `gen`'s settings and TLS context; parked ones stay. The
+  // members become `gen`'s (the reload's own lookup of every name: the
+  // newest answer), through set_members().
   void rebind(std::shared_ptr<const Generation> gen, std::size_t index);
-  // Where connect failures and response times are counted (nullptr: nowhere).
-  void set_metrics(UpstreamMetrics* m) noexcept { metrics_ = m; }
+  // Where connect failures, response times and draining members are counted
+  // (nullptr: nowhere).
+  void set_metrics(UpstreamMetrics* m) noexcept;
   UpstreamMetrics* metrics() const noexcept { return metrics_; }
 
  private:
   friend class UpstreamConn;
+  // Frees `s` if it drains and nothing names it.
+  void reap(ServerState& s);
+  void report_draining() noexcept;
+
   net::IoContext& io_;
   std::shared_ptr<const Generation> gen_;  // what conf_, timeouts_ and tls_ point into
   const config::Upstream* conf_ = nullptr;
   const config::Timeouts* timeouts_ = nullptr;
   const net::TlsClientContext* tls_ = nullptr;
   UpstreamMetrics* metrics_ = nullptr;
-  std::vector<ServerState> servers_;
+  // Every state: the members and the draining ones still in use. Owned one
+  // by one so that none ever moves.
+  std::vector<std::unique_ptr<ServerState>> states_;
+  std::vector<ServerState*> members_;  // the current members, in order: what pick() walks
+  std::int64_t draining_reported_ = 0;  // what metrics_->draining_members holds of ours
   std::uint32_t rr_next_ = 0;
   bool draining_ = false;
 };

@@ -48,12 +48,17 @@ Worker::Worker(unsigned index, unsigned worker_count, std::shared_ptr<const Gene
 }
 
 Worker::~Worker() {
+  // Pools first: they give back what they counted in metrics_, which is
+  // declared after them and so would otherwise be gone already.
+  pools_.clear();
   for (int fd : listen_fds_) {
     if (fd >= 0) ::close(fd);
   }
-  for (PendingReload& r : pending_) {
-    for (int fd : r.fds) {
-      if (fd >= 0) ::close(fd);
+  for (Pending& p : pending_) {
+    if (auto* r = std::get_if<PendingReload>(&p)) {
+      for (int fd : r->fds) {
+        if (fd >= 0) ::close(fd);
+      }
     }
   }
 }
@@ -202,15 +207,31 @@ void Worker::reload(std::shared_ptr<const Generation> gen, std::vector<int> list
   uv_async_send(&async_);
 }
 
+void Worker::update_members(std::shared_ptr<const Generation> gen, std::size_t index,
+                            std::shared_ptr<const Members> members) {
+  {
+    std::lock_guard<std::mutex> lock(pending_mutex_);
+    pending_.push_back(PendingMembers{std::move(gen), index, std::move(members)});
+  }
+  uv_async_send(&async_);
+}
+
 void Worker::on_async(uv_async_t* a) noexcept {
   auto* self = static_cast<Worker*>(a->data);
-  std::vector<PendingReload> pending;
+  std::vector<Pending> pending;
   {
     std::lock_guard<std::mutex> lock(self->pending_mutex_);
     pending.swap(self->pending_);
   }
-  for (PendingReload& r : pending) {
-    if (self->draining_ || self->stop_requested_.load()) {
+  for (Pending& p : pending) {
+    const bool stopping = self->draining_ || self->stop_requested_.load();
+    if (auto* m = std::get_if<PendingMembers>(&p)) {
+      // Members still matter while draining: requests in flight pick too.
+      self->apply_members(*m);
+      continue;
+    }
+    auto& r = std::get<PendingReload>(p);
+    if (stopping) {
       for (int fd : r.fds) {
         if (fd >= 0) ::close(fd);
       }
@@ -262,6 +283,17 @@ void Worker::apply_reload(PendingReload r) {
   SLUICE_LOG(Info, "worker=%u msg=\"config applied\" generation=%llu sessions=%zu websocket_retiring=%zu",
              index_, static_cast<unsigned long long>(now.gen->number), session_count_, retired);
   if (old->users == 0) free_view(old);
+}
+
+void Worker::apply_members(const PendingMembers& m) {
+  const config::Upstream& u = m.gen->config->upstreams[m.index];
+  for (PoolSlot& p : pools_) {
+    if (!same_servers(p.pool->conf(), u)) continue;
+    p.pool->set_members(*m.members);
+    SLUICE_LOG(Debug, "worker=%u msg=\"upstream members updated\" upstream=%s members=%zu "
+               "draining=%zu", index_, u.name.c_str(), p.pool->member_count(),
+               p.pool->draining_count());
+  }
 }
 
 void Worker::on_connection(uv_stream_t* server, int status) noexcept {

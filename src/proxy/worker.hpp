@@ -1,7 +1,7 @@
 // Worker: one thread, one libuv loop, its own listening sockets, sessions,
 // upstream pools, buffers and access-log buffer. Shares nothing on the data
-// path with other workers; the only cross-thread calls are stop() and
-// reload(), both through one uv_async.
+// path with other workers; the only cross-thread calls are stop(), reload()
+// and update_members(), all through one uv_async.
 //
 // Reload: the worker keeps one ConfigView per generation still in use. New
 // connections and new requests take the newest; a session holds the view it
@@ -18,6 +18,7 @@
 #include <memory>
 #include <mutex>
 #include <random>
+#include <variant>
 #include <vector>
 
 #include "config/config.hpp"
@@ -74,6 +75,12 @@ class Worker {
   // or -1 to keep the socket it has for that address. Sockets for addresses
   // `gen` no longer has are closed. Ignored once draining.
   void reload(std::shared_ptr<const Generation> gen, std::vector<int> listen_fds);
+  // Any thread (the resolver's, on the main loop): upstream `index` of `gen`
+  // has these members now (DNS changed). Every pool that serves it
+  // (same_servers) takes them in place: no reload, nothing open is cut.
+  // Queued behind any reload() sent before it, so the two apply in order.
+  void update_members(std::shared_ptr<const Generation> gen, std::size_t index,
+                      std::shared_ptr<const Members> members);
   // After run(): true when the loop closed with no handle left.
   bool clean() const noexcept { return clean_; }
 
@@ -113,11 +120,18 @@ class Worker {
     std::shared_ptr<const Generation> gen;
     std::vector<int> fds;
   };
+  struct PendingMembers {
+    std::shared_ptr<const Generation> gen;  // whose upstreams[index] they belong to
+    std::size_t index = 0;
+    std::shared_ptr<const Members> members;
+  };
+  using Pending = std::variant<PendingReload, PendingMembers>;
 
   static void on_connection(uv_stream_t* server, int status) noexcept;
   static void on_async(uv_async_t* a) noexcept;
   void open_listener(std::size_t index, int fd);
   void apply_reload(PendingReload r);
+  void apply_members(const PendingMembers& m);
   ConfigView& add_view(std::shared_ptr<const Generation> gen);
   void free_view(ConfigView* v);
   static void on_drain_timeout(uv_timer_t* t) noexcept;
@@ -133,8 +147,10 @@ class Worker {
   std::vector<PoolSlot> pools_;
   std::vector<int> listen_fds_;  // until run() opens them
   std::vector<std::unique_ptr<ListenerSlot>> listeners_;  // per listener of the newest view
-  std::mutex pending_mutex_;     // the only lock: reload() hands over a generation
-  std::vector<PendingReload> pending_;
+  // The only lock, on the control path alone: reload() and update_members()
+  // hand over what the worker picks up in on_async.
+  std::mutex pending_mutex_;
+  std::vector<Pending> pending_;
   std::atomic<bool> stop_requested_{false};
   uv_async_t async_{};
   uv_timer_t drain_timer_{};

@@ -138,6 +138,8 @@ void check_defaults(const Config& c, const std::string& upstream) {
   CHECK(up.keepalive == 64);
   CHECK(up.max_fails == 3);
   CHECK(up.fail_timeout == 10s);
+  CHECK(up.resolve_interval == 30s);
+  CHECK(up.servers[0].literal);  // never looked up again
   CHECK_FALSE(up.tls.enabled);
   CHECK(up.tls.verify);
   CHECK(up.tls.ca.empty());
@@ -582,8 +584,9 @@ balance = "random"
 keepalive = 10001
 max_fails = 0
 fail_timeout = "forever"
+resolve_interval = "0s"
 )");
-  CHECK(errors.size() == 10);
+  CHECK(errors.size() == 11);
   CHECK(error_for(errors, "upstream[0].servers").message == "must list at least one server");
   CHECK_THAT(error_for(errors, "upstream[1].name").message,
              Catch::Contains("duplicate upstream name \"app\" (also upstream[0])"));
@@ -599,6 +602,9 @@ fail_timeout = "forever"
   CHECK(error_for(errors, "upstream[2].max_fails").message == "must be in 1..1000");
   CHECK_THAT(error_for(errors, "upstream[2].fail_timeout").message,
              Catch::Contains("invalid duration"));
+  const auto interval = error_for(errors, "upstream[2].resolve_interval");
+  CHECK(interval.line == 19);
+  CHECK_FALSE(interval.message.empty());
 }
 
 TEST_CASE("config: several errors are reported at once, in file order", "[config]") {
