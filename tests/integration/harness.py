@@ -20,6 +20,7 @@ only; run with /usr/bin/python3.
 """
 
 import hashlib
+import http.client
 import os
 import re
 import shutil
@@ -455,6 +456,44 @@ class RssMonitor:
 # ---------------------------------------------------------------------------
 # the test case base
 
+# ---------------------------------------------------------------------------
+# the admin endpoint
+
+def admin_get(port, path, method="GET"):
+    """(status, content type, body text) of one admin request."""
+    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=10 * SLOW)
+    try:
+        conn.request(method, path)
+        r = conn.getresponse()
+        return r.status, r.getheader("content-type"), r.read().decode()
+    finally:
+        conn.close()
+
+
+def parse_metrics(text):
+    """{(name, frozenset(labels.items())): value}; asserts the text format."""
+    samples = {}
+    typed = set()
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            typed.add(line.split()[2])
+            continue
+        if line.startswith("#") or not line:
+            continue
+        m = re.fullmatch(r'([a-z_]+)(?:\{(.*)\})? (-?[0-9.e+]+|\+Inf)', line)
+        assert m, "not a Prometheus sample line: %r" % line
+        name, labels, value = m.group(1), m.group(2) or "", m.group(3)
+        family = re.sub(r"_(bucket|sum|count)$", "", name)
+        assert name in typed or family in typed, "sample before its TYPE: %r" % line
+        pairs = frozenset(re.findall(r'([a-z_]+)="((?:[^"\\]|\\.)*)"', labels))
+        samples[(name, pairs)] = float(value)
+    return samples
+
+
+def metric_value(samples, name, **labels):
+    return samples.get((name, frozenset(labels.items())))
+
+
 def base_config(upstreams, routes=None, server=None, limits=None, timeouts=None, log=None):
     """A config document (without listeners). Short drain so teardown is quick."""
     doc = {
@@ -508,6 +547,19 @@ class SluiceTestCase(unittest.TestCase):
         self.addCleanup(n.stop)
         n.start()
         return n
+
+    def with_admin(self, doc):
+        """Adds an [admin] table on a free loopback port (self.admin_port) to `doc`."""
+        self.admin_port = free_port()
+        doc["admin"] = {"address": "%s:%d" % (LOOPBACK, self.admin_port)}
+        return doc
+
+    def metrics(self):
+        """The samples of sluice's /metrics (see with_admin)."""
+        status, ctype, body = admin_get(self.admin_port, "/metrics")
+        self.assertEqual(status, 200, body)
+        self.assertEqual(ctype, "text/plain; version=0.0.4; charset=utf-8")
+        return parse_metrics(body)
 
     def sluice(self, upstreams, routes=None, listeners=1, **sections):
         """Starts sluice on `base_config(...)`; stopping it cleanly is a

@@ -13,10 +13,8 @@ close, WebSocket clients get 1001, and the process exits 0.
 """
 
 import hashlib
-import http.client
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -25,60 +23,17 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (LOOPBACK, SLUICE_BIN, SLOW, Sluice, base_config, connect_refused,  # noqa: E402
-                     free_port, route, upstream, wait_until)
+                     free_port, route, upstream, wait_until, admin_get, metric_value)
 from wscase import CLOSE_WAIT, WsTestCase  # noqa: E402
 from wsframes import BINARY, TEXT  # noqa: E402
 
 
-def admin_get(port, path, method="GET"):
-    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=10 * SLOW)
-    try:
-        conn.request(method, path)
-        r = conn.getresponse()
-        return r.status, r.getheader("content-type"), r.read().decode()
-    finally:
-        conn.close()
-
-
-def parse_metrics(text):
-    """{(name, frozenset(labels.items())): value}; asserts the text format."""
-    samples = {}
-    typed = set()
-    for line in text.splitlines():
-        if line.startswith("# TYPE "):
-            typed.add(line.split()[2])
-            continue
-        if line.startswith("#") or not line:
-            continue
-        m = re.fullmatch(r'([a-z_]+)(?:\{(.*)\})? (-?[0-9.e+]+|\+Inf)', line)
-        assert m, "not a Prometheus sample line: %r" % line
-        name, labels, value = m.group(1), m.group(2) or "", m.group(3)
-        family = re.sub(r"_(bucket|sum|count)$", "", name)
-        assert name in typed or family in typed, "sample before its TYPE: %r" % line
-        pairs = frozenset(re.findall(r'([a-z_]+)="((?:[^"\\]|\\.)*)"', labels))
-        samples[(name, pairs)] = float(value)
-    return samples
-
-
-def value(samples, name, **labels):
-    return samples.get((name, frozenset(labels.items())))
-
-
 class AdminCase(WsTestCase):
 
-    def admin_sluice(self, upstreams, routes=None, admin=None, **sections):
-        doc = base_config(upstreams, routes, **sections)
-        self.admin_port = free_port()
-        doc["admin"] = admin or {"address": "%s:%d" % (LOOPBACK, self.admin_port)}
-        s = Sluice(self.tmp, doc).start()
+    def admin_sluice(self, upstreams, routes=None, **sections):
+        s = Sluice(self.tmp, self.with_admin(base_config(upstreams, routes, **sections))).start()
         self.addCleanup(self._stop_sluice, s)
         return s
-
-    def metrics(self):
-        status, ctype, body = admin_get(self.admin_port, "/metrics")
-        self.assertEqual(status, 200)
-        self.assertEqual(ctype, "text/plain; version=0.0.4; charset=utf-8")
-        return parse_metrics(body)
 
 
 class Metrics(AdminCase):
@@ -131,42 +86,42 @@ class Metrics(AdminCase):
 
         # Counted when each session's line is logged; the last one may lag a
         # moment behind the client's view of it.
-        wait_until(lambda: value(self.metrics(), "sluice_websocket_sessions_active",
+        wait_until(lambda: metric_value(self.metrics(), "sluice_websocket_sessions_active",
                                  host="*", path_prefix="/chat") == 0, 5 * SLOW,
                    message="no active WebSocket session")
         m = self.metrics()
         app_route = dict(host="*", path_prefix="/app/")
         chat = dict(host="*", path_prefix="/chat")
-        self.assertEqual(value(m, "sluice_http_responses_total", code="2xx", **app_route), 5)
-        self.assertEqual(value(m, "sluice_http_responses_total", code="4xx", host="", path_prefix=""), 1)
-        self.assertEqual(value(m, "sluice_http_responses_total", code="5xx", host="*", path_prefix="/dead/"), 2)
-        self.assertEqual(value(m, "sluice_http_responses_total", code="1xx", **chat), 3)
-        self.assertEqual(value(m, "sluice_http_responses_total", code="4xx", **chat), 1)
+        self.assertEqual(metric_value(m, "sluice_http_responses_total", code="2xx", **app_route), 5)
+        self.assertEqual(metric_value(m, "sluice_http_responses_total", code="4xx", host="", path_prefix=""), 1)
+        self.assertEqual(metric_value(m, "sluice_http_responses_total", code="5xx", host="*", path_prefix="/dead/"), 2)
+        self.assertEqual(metric_value(m, "sluice_http_responses_total", code="1xx", **chat), 3)
+        self.assertEqual(metric_value(m, "sluice_http_responses_total", code="4xx", **chat), 1)
         # Each 502 is a connect refused, then one retry refused as well.
-        self.assertEqual(value(m, "sluice_upstream_connect_errors_total", upstream="dead"), 4)
-        self.assertEqual(value(m, "sluice_upstream_connect_timeouts_total", upstream="dead"), 0)
-        self.assertEqual(value(m, "sluice_upstream_response_seconds_count", upstream="app"), 5)
+        self.assertEqual(metric_value(m, "sluice_upstream_connect_errors_total", upstream="dead"), 4)
+        self.assertEqual(metric_value(m, "sluice_upstream_connect_timeouts_total", upstream="dead"), 0)
+        self.assertEqual(metric_value(m, "sluice_upstream_response_seconds_count", upstream="app"), 5)
         listener = dict(listener="%s:%d" % (LOOPBACK, s.port))
-        self.assertEqual(value(m, "sluice_connections_accepted_total", **listener), 12)
-        self.assertEqual(value(m, "sluice_websocket_sessions_total", **chat), 3)
-        self.assertEqual(value(m, "sluice_websocket_messages_total", direction="client_to_upstream", **chat), 6)
-        self.assertEqual(value(m, "sluice_websocket_messages_total", direction="upstream_to_client", **chat), 6)
-        self.assertEqual(value(m, "sluice_websocket_message_bytes_total", direction="client_to_upstream", **chat),
+        self.assertEqual(metric_value(m, "sluice_connections_accepted_total", **listener), 12)
+        self.assertEqual(metric_value(m, "sluice_websocket_sessions_total", **chat), 3)
+        self.assertEqual(metric_value(m, "sluice_websocket_messages_total", direction="client_to_upstream", **chat), 6)
+        self.assertEqual(metric_value(m, "sluice_websocket_messages_total", direction="upstream_to_client", **chat), 6)
+        self.assertEqual(metric_value(m, "sluice_websocket_message_bytes_total", direction="client_to_upstream", **chat),
                          2 * (3 + 5 + 100))
-        self.assertEqual(value(m, "sluice_websocket_closes_total", code="1000", side="client"), 2)
-        self.assertEqual(value(m, "sluice_websocket_closes_total", code="1009", side="gateway"), 1)
-        self.assertEqual(value(m, "sluice_websocket_refusals_total", reason="origin"), 1)
-        self.assertEqual(value(m, "sluice_websocket_refusals_total", reason="size"), 1)
-        self.assertEqual(value(m, "sluice_websocket_refusals_total", reason="utf8"), 0)
-        self.assertGreaterEqual(value(m, "sluice_websocket_ping_rtt_seconds_count"), 2)
-        self.assertEqual(value(m, "sluice_websocket_ping_rtt_seconds_bucket", le="+Inf"),
-                         value(m, "sluice_websocket_ping_rtt_seconds_count"))
-        self.assertEqual(value(m, "sluice_workers"), 2)
+        self.assertEqual(metric_value(m, "sluice_websocket_closes_total", code="1000", side="client"), 2)
+        self.assertEqual(metric_value(m, "sluice_websocket_closes_total", code="1009", side="gateway"), 1)
+        self.assertEqual(metric_value(m, "sluice_websocket_refusals_total", reason="origin"), 1)
+        self.assertEqual(metric_value(m, "sluice_websocket_refusals_total", reason="size"), 1)
+        self.assertEqual(metric_value(m, "sluice_websocket_refusals_total", reason="utf8"), 0)
+        self.assertGreaterEqual(metric_value(m, "sluice_websocket_ping_rtt_seconds_count"), 2)
+        self.assertEqual(metric_value(m, "sluice_websocket_ping_rtt_seconds_bucket", le="+Inf"),
+                         metric_value(m, "sluice_websocket_ping_rtt_seconds_count"))
+        self.assertEqual(metric_value(m, "sluice_workers"), 2)
         # Once the test's clients hang up, no connection is active.
-        self.assertGreater(value(m, "sluice_connections_active", **listener), 0)
+        self.assertGreater(metric_value(m, "sluice_connections_active", **listener), 0)
         for c in self._clients:
             c.close()
-        wait_until(lambda: value(self.metrics(), "sluice_connections_active", **listener) == 0,
+        wait_until(lambda: metric_value(self.metrics(), "sluice_connections_active", **listener) == 0,
                    5 * SLOW, message="no active connection")
 
     def test_reload_counts_and_config_facts(self):
@@ -182,9 +137,9 @@ class Metrics(AdminCase):
         s.reload_fails(text="[server\n")
         s.reload()
         m = self.metrics()
-        self.assertEqual(value(m, "sluice_config_reloads_total"), 1)
-        self.assertEqual(value(m, "sluice_config_reload_failures_total"), 1)
-        self.assertEqual(value(m, "sluice_config_generation"), 2)
+        self.assertEqual(metric_value(m, "sluice_config_reloads_total"), 1)
+        self.assertEqual(metric_value(m, "sluice_config_reload_failures_total"), 1)
+        self.assertEqual(metric_value(m, "sluice_config_generation"), 2)
         facts = json.loads(admin_get(self.admin_port, "/config")[2])
         self.assertEqual(facts["generation"], 2)
 

@@ -22,7 +22,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import tomllib
 import unittest
 

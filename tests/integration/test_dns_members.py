@@ -20,11 +20,10 @@ import threading
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (LOOPBACK, SLOW, Sluice, SluiceTestCase, base_config, free_port,  # noqa: E402
-                     upstream, wait_until)
+from harness import (LOOPBACK, SLOW, Sluice, SluiceTestCase, base_config,  # noqa: E402
+                     upstream, wait_until, metric_value)
 from peers import Backend, default_handler, send_response  # noqa: E402
 from httpwire import Client  # noqa: E402
-import test_admin as admin  # noqa: E402  (its helpers; its tests are not run from here)
 
 SECOND = "127.0.0.2"
 WAIT = 10.0 * SLOW
@@ -66,18 +65,12 @@ class DnsCase(SluiceTestCase):
         hosts = os.path.join(self.tmp, "hosts")
         self.write_hosts(*addresses)
         doc = base_config(upstreams, log={"level": "debug"})
-        self.admin_port = free_port()
-        doc["admin"] = {"address": "%s:%d" % (LOOPBACK, self.admin_port)}
+        self.with_admin(doc)
         s = Sluice(self.tmp, doc)
         s.hosts_file = hosts
         s.start()
         self.addCleanup(self._stop_sluice, s)
         return s
-
-    def metrics(self):
-        status, _, body = admin.admin_get(self.admin_port, "/metrics")
-        self.assertEqual(status, 200)
-        return admin.parse_metrics(body)
 
 
 @unittest.skipUnless(can_unshare(), "needs root for a private mount namespace (unshare -m)")
@@ -92,7 +85,7 @@ class NameWithTwoAddresses(DnsCase):
         self.assertEqual((first.request_count, second.request_count), (5, 5))
         m = self.metrics()
         for b in (first, second):
-            self.assertEqual(admin.value(m, "sluice_upstream_server_healthy", upstream="app",
+            self.assertEqual(metric_value(m, "sluice_upstream_server_healthy", upstream="app",
                                          server=b.addr), 1, b.addr)
 
     def test_each_address_is_health_checked_on_its_own(self):
@@ -110,7 +103,7 @@ class NameWithTwoAddresses(DnsCase):
         s = self.start([upstream("app", ["app.test:%d" % first.port], health_check=check)])
         s.wait_log(r"failed health checks, ejected.*server=%s" % re.escape(second.addr),
                    "stderr", WAIT)
-        wait_until(lambda: admin.value(self.metrics(), "sluice_health_checks_total", upstream="app",
+        wait_until(lambda: metric_value(self.metrics(), "sluice_health_checks_total", upstream="app",
                                        server=first.addr, result="success"), WAIT, 0.05,
                    "a good probe of the first address")
         c = self.client(s.port)
@@ -126,7 +119,7 @@ class NameWithTwoAddresses(DnsCase):
 class NameFollowedByResolveInterval(DnsCase):
 
     def members(self, state):
-        return admin.value(self.metrics(), "sluice_upstream_members", upstream="app", state=state)
+        return metric_value(self.metrics(), "sluice_upstream_members", upstream="app", state=state)
 
     def traffic(self, backend):
         return [t for t in backend.targets() if t != "/slow"]
@@ -172,7 +165,7 @@ class NameFollowedByResolveInterval(DnsCase):
         self.assertEqual(self.members("active"), 2)
         m = self.metrics()
         for b in (first, second):
-            self.assertEqual(admin.value(m, "sluice_upstream_server_healthy", upstream="app",
+            self.assertEqual(metric_value(m, "sluice_upstream_server_healthy", upstream="app",
                                          server=b.addr), 1, b.addr)
 
         # A reload in between keeps the pool and the resolved set (both members).
@@ -196,7 +189,7 @@ class NameFollowedByResolveInterval(DnsCase):
             self.assertEqual(self.client(s.port).roundtrip(target="/e%d" % i).status, 200)
         self.assertEqual(len(self.traffic(first)), at_first)
         m = self.metrics()
-        self.assertIsNone(admin.value(m, "sluice_upstream_server_healthy", upstream="app",
+        self.assertIsNone(metric_value(m, "sluice_upstream_server_healthy", upstream="app",
                                       server=first.addr))
         release.set()
         r = slow.read_response()

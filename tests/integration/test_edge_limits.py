@@ -18,10 +18,9 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (LOOPBACK, SLOW, Sluice, base_config, free_port, route,  # noqa: E402
+from harness import (LOOPBACK, SLOW, Sluice, base_config, metric_value, route,  # noqa: E402
                      upstream, wait_until)
 from httpwire import build_request  # noqa: E402
-from test_admin import admin_get, parse_metrics, value  # noqa: E402
 from tlsutil import to_toml_inline  # noqa: E402
 from wscase import CLOSE_WAIT, WsTestCase  # noqa: E402
 from wsframes import TEXT, encode_frame  # noqa: E402
@@ -29,16 +28,13 @@ from wsframes import TEXT, encode_frame  # noqa: E402
 
 class EdgeCase(WsTestCase):
 
-    def start(self, doc, admin=True):
-        self.admin_port = free_port()
-        if admin:
-            doc["admin"] = {"address": "%s:%d" % (LOOPBACK, self.admin_port)}
-        s = Sluice(self.tmp, doc).start()
+    def start(self, doc):
+        s = Sluice(self.tmp, self.with_admin(doc)).start()
         self.addCleanup(self._stop_sluice, s)
         return s
 
     def metric(self, name, **labels):
-        return value(parse_metrics(admin_get(self.admin_port, "/metrics")[2]), name, **labels)
+        return metric_value(self.metrics(), name, **labels)
 
 
 class ConnectionsPerIp(EdgeCase):

@@ -25,9 +25,8 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (LOOPBACK, SLOW, Sluice, SluiceTestCase, base_config,  # noqa: E402
-                     default_handler, free_port, route, send_response, upstream, wait_until)
-import test_admin as admin  # noqa: E402  (its helpers; its tests are not run from here)
+from harness import (SLOW, Sluice, SluiceTestCase, base_config,  # noqa: E402
+                     default_handler, route, send_response, upstream, wait_until, metric_value)
 from peers import Nginx  # noqa: E402
 from tlsutil import UpstreamPki, cleanup_shared_pki, shared_pki  # noqa: E402
 from wspeers import RawWsUpstream, WsEchoServer  # noqa: E402
@@ -70,23 +69,17 @@ class HealthCase(SluiceTestCase):
 
     def start(self, upstreams, routes=None):
         doc = base_config(upstreams, routes, log={"level": "debug"})
-        self.admin_port = free_port()
-        doc["admin"] = {"address": "%s:%d" % (LOOPBACK, self.admin_port)}
+        self.with_admin(doc)
         s = Sluice(self.tmp, doc).start()
         self.addCleanup(self._stop_sluice, s)
         return s
 
-    def metrics(self):
-        status, _, body = admin.admin_get(self.admin_port, "/metrics")
-        self.assertEqual(status, 200)
-        return admin.parse_metrics(body)
-
     def healthy(self, up, server):
-        return admin.value(self.metrics(), "sluice_upstream_server_healthy",
+        return metric_value(self.metrics(), "sluice_upstream_server_healthy",
                            upstream=up, server=server.addr)
 
     def checks(self, up, server, result):
-        return admin.value(self.metrics(), "sluice_health_checks_total",
+        return metric_value(self.metrics(), "sluice_health_checks_total",
                            upstream=up, server=server.addr, result=result) or 0
 
     def wait_healthy(self, up, server, want):
@@ -155,14 +148,14 @@ class HttpProbes(HealthCase):
         self.send(s, 10, "r")
         self.assertEqual(len(traffic(good)), 10)
         m = self.metrics()
-        self.assertEqual(admin.value(m, "sluice_upstream_connect_errors_total", upstream="app"), 0,
+        self.assertEqual(metric_value(m, "sluice_upstream_connect_errors_total", upstream="app"), 0,
                          "a worker tried the ejected server")
-        self.assertEqual(admin.value(m, "sluice_upstream_server_healthy", upstream="app",
+        self.assertEqual(metric_value(m, "sluice_upstream_server_healthy", upstream="app",
                                      server=good.addr), 1)
         # Nothing left in "alone": the same fast 503 as when passive health ejects all.
         resp = self.get(s.port, "/alone/x")
         self.assertErrorResponse(resp, 503)
-        self.assertEqual(admin.value(self.metrics(), "sluice_upstream_connect_errors_total",
+        self.assertEqual(metric_value(self.metrics(), "sluice_upstream_connect_errors_total",
                                      upstream="alone"), 0)
 
 
