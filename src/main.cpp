@@ -117,10 +117,6 @@ void warn_unverified(const sluice::config::Config& cfg) {
   }
 }
 
-bool same_address(const sluice::config::SocketAddress& a, const sluice::config::SocketAddress& b) {
-  return a.length == b.length && std::memcmp(&a.storage, &b.storage, a.length) == 0;
-}
-
 // The main thread's loop: signals, reloads, and the workers telling it they
 // are done.
 struct Supervisor {
@@ -289,30 +285,28 @@ struct Supervisor {
     // changes: a port that cannot be bound fails the whole reload.
     const config::Config& old = *current->config;
     std::vector<std::vector<int>> fds(total, std::vector<int>(cfg->listeners.size(), -1));
-    for (std::size_t i = 0; i < cfg->listeners.size(); ++i) {
-      bool kept = false;
-      for (const config::Listener& l : old.listeners) {
-        kept = kept || same_address(l.addr, cfg->listeners[i].addr);
-      }
-      std::vector<int> opened;
-      if (!kept && !open_for_workers(cfg->listeners[i], total, opened, error)) {
-        for (auto& per_worker : fds) {
-          for (int fd : per_worker) {
-            if (fd >= 0) ::close(fd);
-          }
-        }
-        fail(error);
-        return;
-      }
-      for (std::size_t w = 0; w < opened.size(); ++w) fds[w][i] = opened[w];
-    }
-    if (!apply_admin(*cfg, error)) {
+    auto give_up = [&] {  // nothing changed: the sockets opened so far close
       for (auto& per_worker : fds) {
         for (int fd : per_worker) {
           if (fd >= 0) ::close(fd);
         }
       }
       fail(error);
+    };
+    for (std::size_t i = 0; i < cfg->listeners.size(); ++i) {
+      bool kept = false;
+      for (const config::Listener& l : old.listeners) {
+        kept = kept || config::same_address(l.addr, cfg->listeners[i].addr);
+      }
+      std::vector<int> opened;
+      if (!kept && !open_for_workers(cfg->listeners[i], total, opened, error)) {
+        give_up();
+        return;
+      }
+      for (std::size_t w = 0; w < opened.size(); ++w) fds[w][i] = opened[w];
+    }
+    if (!apply_admin(*cfg, error)) {
+      give_up();
       return;
     }
     if (cfg->server.workers != old.server.workers) {

@@ -32,11 +32,6 @@ constexpr std::uint64_t kMaxHeaderBytes = 1024 * 1024;
 constexpr std::uint64_t kMinUriBytes = 64;
 constexpr std::int64_t kMaxWorkers = 256;
 
-// Listeners count as duplicates when they would bind the same socket, so
-// "localhost:80" and "127.0.0.1:80" collide even though they are spelt apart.
-bool same_address(const SocketAddress& a, const SocketAddress& b) {
-  return a.length == b.length && std::memcmp(&a.storage, &b.storage, a.length) == 0;
-}
 
 // "*", "example.com" or "*.example.com", lower-cased; nullopt for anything else.
 std::optional<std::string> normalize_host(std::string_view host) {

@@ -230,6 +230,10 @@ LoadResult load_config(const std::string& path);
 // The same from text already in memory; `path` is used only in messages.
 LoadResult parse_config(std::string_view toml_text, const std::string& path);
 
+// The same socket address (family, address and port), however it was
+// spelt: "localhost:80" and "127.0.0.1:80" are the same.
+bool same_address(const SocketAddress& a, const SocketAddress& b) noexcept;
+
 // Parses "127.0.0.1:8080", "[::1]:8080", "localhost:9000" (name resolved).
 // Returns an error message on failure.
 std::variant<SocketAddress, std::string> resolve_address(std::string_view host_port);

@@ -173,9 +173,8 @@ std::vector<SocketAddress> addresses_of(const addrinfo* answer, std::uint16_t po
       a = make_v6(reinterpret_cast<const sockaddr_in6*>(ai->ai_addr)->sin6_addr, port);
     else
       continue;
-    const bool seen = std::any_of(out.begin(), out.end(), [&](const SocketAddress& b) {
-      return b.length == a.length && std::memcmp(&b.storage, &a.storage, a.length) == 0;
-    });
+    const bool seen = std::any_of(out.begin(), out.end(),
+                                  [&](const SocketAddress& b) { return same_address(a, b); });
     if (!seen) out.push_back(std::move(a));
   }
   return out;
@@ -192,6 +191,10 @@ bool is_literal_address(std::string_view host_port) {
   if (!host_port.empty() && host_port.front() == '[') return true;
   const auto colon = host_port.rfind(':');
   return colon != std::string_view::npos && is_dotted_digits(host_port.substr(0, colon));
+}
+
+bool same_address(const SocketAddress& a, const SocketAddress& b) noexcept {
+  return a.length == b.length && std::memcmp(&a.storage, &b.storage, a.length) == 0;
 }
 
 std::variant<SocketAddress, std::string> resolve_address(std::string_view host_port) {

@@ -7,10 +7,6 @@
 namespace sluice::proxy {
 
 namespace {
-bool same_address(const config::SocketAddress& a, const config::SocketAddress& b) {
-  return a.length == b.length && std::memcmp(&a.storage, &b.storage, a.length) == 0;
-}
-
 bool same_tls(const config::UpstreamTls& a, const config::UpstreamTls& b) {
   return a.enabled == b.enabled && a.verify == b.verify && a.ca == b.ca &&
          a.server_name == b.server_name && a.cert == b.cert && a.key == b.key;
@@ -28,7 +24,7 @@ std::shared_ptr<ServerHealth> health_for(const Generation* previous, const Membe
     for (std::size_t i = 0; i < pc.upstreams.size() && i < lists.size(); ++i) {
       if (pc.upstreams[i].name != name) continue;
       for (const Member& m : *lists[i]) {
-        if (m.name == server.name && same_address(m.addr, addr)) return m.health;
+        if (m.name == server.name && config::same_address(m.addr, addr)) return m.health;
       }
     }
   }
@@ -90,7 +86,7 @@ std::shared_ptr<const Generation> Generation::build(std::shared_ptr<const config
       const config::Config& pc = *previous->config;
       for (std::size_t j = 0; j < pc.listeners.size(); ++j) {
         const net::TlsServerContext* old = previous->listener_context(j);
-        if (old && same_address(pc.listeners[j].addr, l.addr)) ctx->adopt_ticket_secret(*old);
+        if (old && config::same_address(pc.listeners[j].addr, l.addr)) ctx->adopt_ticket_secret(*old);
       }
     }
     g->listener_tls.push_back(std::move(ctx));

@@ -7,13 +7,9 @@
 namespace sluice::proxy {
 
 namespace {
-bool same_address(const config::SocketAddress& a, const config::SocketAddress& b) noexcept {
-  return a.length == b.length && std::memcmp(&a.storage, &b.storage, a.length) == 0;
-}
-
 bool contains(const std::vector<config::SocketAddress>& list, const config::SocketAddress& a) {
   return std::any_of(list.begin(), list.end(),
-                     [&](const config::SocketAddress& b) { return same_address(a, b); });
+                     [&](const config::SocketAddress& b) { return config::same_address(a, b); });
 }
 }  // namespace
 
@@ -48,7 +44,7 @@ Members members_for(const config::Upstream& u,
     for (const config::SocketAddress& a : addrs[i]) {
       std::shared_ptr<ServerHealth> health;
       for (const Member& m : before) {
-        if (m.name == name && same_address(m.addr, a)) {
+        if (m.name == name && config::same_address(m.addr, a)) {
           health = m.health;
           break;
         }

@@ -30,10 +30,6 @@ std::uint32_t seed_of(const config::SocketAddress& a) noexcept {
   for (socklen_t i = 0; i < a.length; ++i) h = (h ^ p[i]) * 16777619u;
   return h;
 }
-
-bool same_address(const config::SocketAddress& a, const config::SocketAddress& b) noexcept {
-  return a.length == b.length && std::memcmp(&a.storage, &b.storage, a.length) == 0;
-}
 }  // namespace
 
 // ---- UpstreamPool
@@ -82,7 +78,7 @@ void UpstreamPool::set_members(const Members& next) {
     ServerState* s = nullptr;
     for (auto& candidate : states_) {
       if (candidate->draining && candidate->member.name == m.name &&
-          same_address(candidate->member.addr, m.addr)) {
+          config::same_address(candidate->member.addr, m.addr)) {
         s = candidate.get();
         break;
       }

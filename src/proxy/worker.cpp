@@ -256,8 +256,7 @@ void Worker::apply_reload(PendingReload r) {
       continue;
     }
     for (auto& slot : previous) {
-      if (slot && slot->addr.length == a.length &&
-          std::memcmp(&slot->addr.storage, &a.storage, a.length) == 0) {
+      if (slot && config::same_address(slot->addr, a)) {
         slot->tls = now.gen->listener_context(i);
         slot->proxy_protocol = c.listeners[i].proxy_protocol;
         if (listeners_.size() <= i) listeners_.resize(i + 1);
