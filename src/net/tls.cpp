@@ -624,17 +624,6 @@ bool TlsTransport::refuse_plain_http(const char* data, std::size_t n) {
 
 void TlsTransport::on_read(Block* block, std::size_t n) {
   if (closing_ || failed_) return;
-  if (preface_) {
-    bool done = false;
-    const std::size_t used = handler_.on_preface(block, n, done);
-    if (closing_ || !done) return;
-    preface_ = false;
-    if (used == n) return;
-    // The TLS bytes that came with it: moved to the block's start, where
-    // what follows expects a read to begin (once per connection).
-    std::memmove(block->data, block->data + used, n - used);
-    n -= used;
-  }
   if (!first_bytes_seen_) {
     first_bytes_seen_ = true;
     if (refuse_plain_http(block->data, n)) {

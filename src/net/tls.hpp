@@ -106,9 +106,6 @@ class TlsTransport final : public Transport, private TransportHandler {
   // through on_handshake_done() or on_error().
   void start_client(SSL* ssl);
   bool handshake_done() const noexcept { return handshake_done_; }
-  // The connection starts with a preface for the handler (on_preface)
-  // before the TLS handshake: a PROXY protocol header.
-  void expect_preface() noexcept { preface_ = true; }
 
   void read_start() override;
   void read_stop() override;
@@ -127,6 +124,10 @@ class TlsTransport final : public Transport, private TransportHandler {
   void on_error(int uv_status) override;
   void on_write_done(int status) override;
   void on_closed() override;
+  // The preface (PROXY header) comes before TLS: it is the handler's.
+  std::size_t on_preface(Block* b, std::size_t n, bool& done) override {
+    return handler_.on_preface(b, n, done);
+  }
 
   static BIO_METHOD* bio_method();
   static int bio_read(BIO* bio, char* buf, int len);
@@ -158,7 +159,6 @@ class TlsTransport final : public Transport, private TransportHandler {
   bool handshake_done_ = false;
   bool client_ = false;
   bool first_bytes_seen_ = false;
-  bool preface_ = false;  // the handler still reads its preface (expect_preface)
   bool in_pump_ = false;
   bool closing_ = false;
   bool failed_ = false;

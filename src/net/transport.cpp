@@ -2,6 +2,7 @@
 #include "net/transport.hpp"
 
 #include <cassert>
+#include <cstring>
 #include <utility>
 
 namespace sluice::net {
@@ -195,9 +196,14 @@ void TcpTransport::on_alloc(uv_handle_t* h, std::size_t, uv_buf_t* buf) noexcept
 void TcpTransport::on_read_cb(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) noexcept {
   auto* self = static_cast<TcpTransport*>(s->data);
   Block* b = buf->base ? Block::from_data(buf->base) : nullptr;
+  std::size_t n = nread > 0 ? static_cast<std::size_t>(nread) : 0;
+  if (nread > 0 && self->preface_ && !self->take_preface(b, n)) {
+    b->unref();
+    return;
+  }
   if (nread > 0) {
     // The block goes straight back unless the handler kept a reference.
-    self->handler_->on_read(b, static_cast<std::size_t>(nread));
+    self->handler_->on_read(b, n);
   } else if (nread < 0 && !self->closing_) {
     if (nread == UV_EOF) {
       self->handler_->on_eof();
@@ -206,6 +212,19 @@ void TcpTransport::on_read_cb(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf
     }
   }
   if (b) b->unref();
+}
+
+bool TcpTransport::take_preface(Block* b, std::size_t& n) {
+  bool done = false;
+  const std::size_t used = handler_->on_preface(b, n, done);
+  if (closing_ || !done) return false;
+  preface_ = false;
+  if (used == n) return false;
+  // What came with it moves to the block's start, where a read begins
+  // (once per connection).
+  std::memmove(b->data, b->data + used, n - used);
+  n -= used;
+  return true;
 }
 
 void TcpTransport::on_write_cb(uv_write_t* req, int status) noexcept {

@@ -101,10 +101,11 @@ class TransportHandler {
   virtual void on_closed() = 0;
   // A security handshake this side started (TLS client) has completed.
   virtual void on_handshake_done() {}
-  // The connection's first bytes, before TLS, on a transport told to expect
-  // a preface (a PROXY protocol header): returns how many of block->data[0,
-  // n) belong to it and sets `done` once it is complete. The rest, if any,
-  // is then read as usual. A bad preface: the handler closes the transport.
+  // The connection's first bytes, before TLS, on a TCP transport told to
+  // expect a preface (a PROXY protocol header): returns how many of
+  // block->data[0, n) belong to it and sets `done` once it is complete. The
+  // rest, if any, is then read as usual (on_read). A bad preface: the
+  // handler closes the transport.
   virtual std::size_t on_preface(Block*, std::size_t, bool& done) {
     done = true;
     return 0;
@@ -144,6 +145,9 @@ class TcpTransport final : public Transport {
   uv_tcp_t* tcp() noexcept { return &tcp_; }
   uv_stream_t* stream() noexcept { return reinterpret_cast<uv_stream_t*>(&tcp_); }
 
+  // The connection starts with a preface for the handler (on_preface),
+  // before anything else is read from it, TLS included.
+  void expect_preface() noexcept { preface_ = true; }
   void read_start() override;
   void read_stop() override;
   int write(OutBatch& batch) override;
@@ -158,6 +162,9 @@ class TcpTransport final : public Transport {
   static void on_write_cb(uv_write_t* req, int status) noexcept;
   static void on_shutdown_cb(uv_shutdown_t* req, int status) noexcept;
   static void on_close_cb(uv_handle_t* h) noexcept;
+  // Offers a read to the handler's preface; false when nothing of it is
+  // left for on_read (n is then what is).
+  bool take_preface(Block* b, std::size_t& n);
 
   IoContext& io_;
   TransportHandler* handler_;
@@ -168,6 +175,7 @@ class TcpTransport final : public Transport {
   bool reading_ = false;
   bool closing_ = false;
   bool shutdown_sent_ = false;
+  bool preface_ = false;  // the handler still reads its preface (expect_preface)
 };
 
 }  // namespace sluice::net

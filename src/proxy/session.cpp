@@ -120,12 +120,12 @@ bool Session::start(uv_stream_t* listener, const net::TlsServerContext* tls_ctx,
       return false;
     }
     t->start_server(ssl);
-    if (proxy_protocol) t->expect_preface();
   }
   phase_ = Phase::Idle;
   if (proxy_protocol) {
     proxy_ = std::make_unique<net::ProxyHeaderParser>();
     phase_ = Phase::Preface;
+    tcp_.expect_preface();
   } else if (!admit_client()) {
     return true;  // refused: finishing, but started
   }
@@ -199,8 +199,8 @@ std::size_t Session::on_preface(Block* block, std::size_t n, bool& done) {
   }
   proxy_.reset();
   phase_ = Phase::Idle;
-  if (!admit_client()) return n;  // refused: finishing; the rest is not read
-  done = true;
+  done = true;  // the preface is over either way: later reads are the session's
+  if (!admit_client()) return n;  // refused and finishing: the rest is not read
   return used;
 }
 
@@ -236,15 +236,6 @@ void Session::on_read(Block* block, std::size_t n) {
   if (phase_ == Phase::WebSocket) {
     ws_client_read(block, 0, n);
     return;
-  }
-  if (phase_ == Phase::Preface) {
-    bool done = false;
-    const std::size_t used = on_preface(block, n, done);
-    if (!done || used == n) return;
-    // The request bytes that came with it move to the block's start, where
-    // the rest of the session expects a read to begin (once per connection).
-    std::memmove(block->data, block->data + used, n - used);
-    n -= used;
   }
   if (phase_ == Phase::Finishing || phase_ == Phase::Closing) return;  // lingering: discard
   if (in_len_ != 0) {
