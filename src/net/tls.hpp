@@ -96,7 +96,6 @@ class TlsTransport final : public Transport, private TransportHandler {
   TlsTransport(const TlsTransport&) = delete;
   TlsTransport& operator=(const TlsTransport&) = delete;
 
-  int init() { return tcp_.init(); }
   TcpTransport& tcp() noexcept { return tcp_; }
   // Takes ownership of `ssl` (server side, accept state). Reading must be
   // started for the handshake to progress.

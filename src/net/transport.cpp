@@ -1,20 +1,72 @@
-// TcpTransport and the pieces of the write path: OutBatch and pooled WriteReqs.
+// TcpTransport, the edge-triggered poller that drives it, and the pieces of
+// the write path: OutBatch and pooled WriteReqs.
 #include "net/transport.hpp"
 
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <cassert>
+#include <climits>
+#include <cerrno>
 #include <cstring>
 #include <utility>
 
 namespace sluice::net {
 
 struct WriteReq {
-  uv_write_t req{};
   OutBatch batch;
-  std::vector<uv_buf_t> bufs;
-  std::size_t bytes = 0;
-  IoContext* io = nullptr;
-  TcpTransport* owner = nullptr;
+  std::vector<uv_buf_t> bufs;  // what is left to send: bufs[first..]
+  std::size_t first = 0;
+  WriteReq* next = nullptr;
 };
+
+namespace {
+
+// The socket calls of the data path, made directly: glibc's read() and
+// write() are cancellation points, and in a threaded process each one pays
+// for switching asynchronous cancellation on and off around the call.
+// Sluice never cancels a thread, so the plain system call is the same call
+// without that cost. Both return -errno on failure.
+inline long sys_recv(int fd, void* buf, std::size_t len) noexcept {
+  return syscall(SYS_recvfrom, fd, buf, len, 0, nullptr, nullptr);
+}
+
+inline long sys_send(int fd, const uv_buf_t* bufs, std::size_t n) noexcept {
+  if (n == 1) return syscall(SYS_sendto, fd, bufs->base, bufs->len, MSG_NOSIGNAL, nullptr, 0);
+  msghdr msg{};
+  // uv_buf_t is laid out as struct iovec on Unix (libuv documents it).
+  msg.msg_iov = reinterpret_cast<iovec*>(const_cast<uv_buf_t*>(bufs));
+  msg.msg_iovlen = n > IOV_MAX ? IOV_MAX : n;
+  return syscall(SYS_sendmsg, fd, &msg, MSG_NOSIGNAL);
+}
+
+// syscall() reports failure as -1 with errno set: as -errno, like libuv.
+inline int last_error() noexcept { return -errno; }
+
+// Moves `bufs` on by `done` bytes; returns the index of the first buffer
+// with bytes left (n when none is).
+std::size_t advance(uv_buf_t* bufs, std::size_t n, std::size_t done) noexcept {
+  std::size_t i = 0;
+  while (i < n && done >= bufs[i].len) {
+    done -= bufs[i].len;
+    ++i;
+  }
+  if (i < n) {
+    bufs[i].base += done;
+    bufs[i].len -= static_cast<decltype(bufs[i].len)>(done);
+  }
+  return i;
+}
+
+void set_nodelay(int fd) noexcept {
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+}  // namespace
 
 // ---- OutBatch
 
@@ -80,11 +132,7 @@ IoContext::~IoContext() {
 }
 
 WriteReq* IoContext::get_write() {
-  if (free_writes_.empty()) {
-    auto* w = new WriteReq;
-    w->io = this;
-    return w;
-  }
+  if (free_writes_.empty()) return new WriteReq;
   WriteReq* w = free_writes_.back();
   free_writes_.pop_back();
   return w;
@@ -93,7 +141,8 @@ WriteReq* IoContext::get_write() {
 void IoContext::put_write(WriteReq* w) noexcept {
   w->batch.clear();
   w->bufs.clear();
-  w->bytes = 0;
+  w->first = 0;
+  w->next = nullptr;
   if (free_writes_.size() >= 1024) {
     delete w;
     return;
@@ -101,117 +150,389 @@ void IoContext::put_write(WriteReq* w) noexcept {
   free_writes_.push_back(w);
 }
 
+// ---- Poller
+
+Poller::~Poller() {
+  // The loop is gone or never ran the close callbacks: only the descriptor
+  // is still ours.
+  if (epfd_ >= 0) ::close(epfd_);
+}
+
+int Poller::start() noexcept {
+  epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
+  if (epfd_ < 0) return last_error();
+  int r = uv_poll_init(loop_, &poll_, epfd_);
+  if (r != 0) {
+    ::close(epfd_);
+    epfd_ = -1;
+    return r;
+  }
+  poll_.data = this;
+  uv_idle_init(loop_, &idle_);
+  idle_.data = this;
+  uv_poll_start(&poll_, UV_READABLE, on_epoll);
+  started_ = true;
+  return 0;
+}
+
+int Poller::add(int fd, TcpTransport* t) noexcept {
+  if (!started_) {
+    if (closing_) return UV_ECANCELED;
+    int r = start();
+    if (r != 0) return r;
+  }
+  epoll_event ev{};
+  // Registered once, for both directions, edge-triggered: nothing is ever
+  // modified afterwards (no epoll_ctl per read_stop or per queued write).
+  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  ev.data.ptr = t;
+  if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) != 0) return last_error();
+  ++live_;
+  return 0;
+}
+
+void Poller::forget(TcpTransport* t) noexcept {
+  // The descriptor's close takes it out of the epoll set; events fetched
+  // before that must not reach it.
+  for (int i = batch_next_; i < batch_end_; ++i) {
+    if (batch_[i].data.ptr == t) batch_[i].data.ptr = nullptr;
+  }
+}
+
+void Poller::defer(TcpTransport* t) noexcept {
+  if (t->deferred_) return;
+  if (!started_ && start() != 0) {
+    // No epoll instance and no idle handle to be had: what was asked cannot
+    // be delivered later, so it is delivered now.
+    t->on_deferred();
+    return;
+  }
+  t->deferred_ = true;
+  t->next_deferred_ = nullptr;
+  if (deferred_tail_) {
+    deferred_tail_->next_deferred_ = t;
+  } else {
+    deferred_ = t;
+  }
+  deferred_tail_ = t;
+  if (!idle_on_) {
+    idle_on_ = true;
+    uv_idle_start(&idle_, on_idle);
+  }
+}
+
+void Poller::transport_gone() noexcept {
+  --live_;
+  maybe_close();
+}
+
+void Poller::close() noexcept {
+  closing_ = true;
+  maybe_close();
+}
+
+void Poller::maybe_close() noexcept {
+  if (!closing_ || live_ != 0 || !started_ || deferred_ || in_idle_) return;
+  started_ = false;
+  uv_close(reinterpret_cast<uv_handle_t*>(&poll_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&idle_), [](uv_handle_t* h) {
+    auto* self = static_cast<Poller*>(h->data);
+    ::close(self->epfd_);
+    self->epfd_ = -1;
+  });
+  idle_on_ = false;
+}
+
+void Poller::on_epoll(uv_poll_t* h, int, int) noexcept {
+  auto* self = static_cast<Poller*>(h->data);
+  epoll_event events[kBatch];
+  const int n = ::epoll_wait(self->epfd_, events, kBatch, 0);
+  if (n <= 0) return;
+  self->batch_ = events;
+  self->batch_end_ = n;
+  for (int i = 0; i < n; ++i) {
+    self->batch_next_ = i + 1;
+    auto* t = static_cast<TcpTransport*>(events[i].data.ptr);
+    if (t) t->on_events(events[i].events);
+  }
+  self->batch_ = nullptr;
+  self->batch_next_ = self->batch_end_ = 0;
+}
+
+void Poller::on_idle(uv_idle_t* h) noexcept {
+  auto* self = static_cast<Poller*>(h->data);
+  // What is deferred while this runs waits for the next turn.
+  TcpTransport* t = self->deferred_;
+  self->deferred_ = self->deferred_tail_ = nullptr;
+  self->in_idle_ = true;
+  while (t) {
+    TcpTransport* next = t->next_deferred_;
+    t->deferred_ = false;
+    t->on_deferred();  // may free t (on_closed)
+    t = next;
+  }
+  self->in_idle_ = false;
+  if (!self->deferred_) {
+    self->idle_on_ = false;
+    uv_idle_stop(&self->idle_);
+    self->maybe_close();
+  }
+}
+
 // ---- TcpTransport
 
-int TcpTransport::init() {
-  int r = uv_tcp_init(io_.loop(), &tcp_);
-  if (r == 0) {
-    tcp_.data = this;
-    initialised_ = true;
+TcpTransport::~TcpTransport() {
+  // Only an owner that never opened this, or one torn down with its loop,
+  // gets here with a descriptor: it is not left open.
+  if (fd_ >= 0) ::close(fd_);
+  while (queue_) {
+    WriteReq* w = queue_;
+    queue_ = w->next;
+    io_.put_write(w);
   }
-  return r;
+}
+
+int TcpTransport::adopt(int fd) noexcept {
+  fd_ = fd;
+  set_nodelay(fd);
+  int r = io_.poller().add(fd, this);
+  if (r != 0) return r;
+  registered_ = true;
+  return 0;
+}
+
+int TcpTransport::connect(const sockaddr* addr, ConnectCallback cb, void* data) noexcept {
+  const socklen_t len = addr->sa_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+  int fd = ::socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return last_error();
+  connect_cb_ = cb;
+  connect_data_ = data;
+  connecting_ = true;
+  connect_status_ = 0;
+  int r;
+  do {
+    r = ::connect(fd, addr, len);
+  } while (r != 0 && errno == EINTR);
+  const bool in_progress = r != 0 && errno == EINPROGRESS;
+  if (r != 0 && !in_progress) connect_status_ = last_error();
+  // Registered after connect(): the edge of a connect that completes in
+  // between is seen at registration.
+  r = adopt(fd);
+  if (r != 0 && connect_status_ == 0) connect_status_ = r;
+  // A result known now (done, refused at once, or not registered) is
+  // reported from the loop, like one that comes later.
+  if (!in_progress || r != 0) io_.poller().defer(this);
+  return 0;
+}
+
+void TcpTransport::finish_connect(int status) noexcept {
+  connecting_ = false;
+  connect_cb_(connect_data_, status);
+  if (closing_ || status != 0) return;
+  // What was written or shut while connecting goes now.
+  if (queue_) {
+    flush();
+  } else if (shutdown_wanted_ && !shutdown_done_) {
+    do_shutdown();
+  }
+}
+
+void TcpTransport::on_events(std::uint32_t ev) noexcept {
+  if (closing_) return;
+  if (connecting_) {
+    if (!(ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+    finish_connect(-err);
+    if (closing_) return;
+  }
+  if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) readable_ = true;
+  // The peer's FIN (or an error) is waiting behind whatever bytes came with
+  // it: a short read then does not mean the socket has nothing more, and no
+  // further edge would tell.
+  if (ev & (EPOLLRDHUP | EPOLLERR | EPOLLHUP)) end_pending_ = true;
+  if (queue_ && (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
+    flush();
+    if (closing_) return;
+  }
+  if (reading_ && readable_) do_read();
+}
+
+void TcpTransport::on_deferred() noexcept {
+  if (closing_) {
+    // The last call: the owner may free this from on_closed.
+    const bool registered = registered_;
+    registered_ = false;
+    Poller& poller = io_.poller();
+    handler_->on_closed();
+    if (registered) poller.transport_gone();
+    return;
+  }
+  if (connecting_) {
+    finish_connect(connect_status_);
+    if (closing_) return;
+  }
+  if (reading_ && readable_) do_read();
 }
 
 void TcpTransport::read_start() {
   if (closing_ || reading_) return;
-  if (uv_read_start(stream(), on_alloc, on_read_cb) == 0) reading_ = true;
+  reading_ = true;
+  // Edge-triggered: bytes that came while not reading bring no new event.
+  if (readable_ && !connecting_) io_.poller().defer(this);
 }
 
 void TcpTransport::read_stop() {
-  if (closing_ || !reading_) return;
-  uv_read_stop(stream());
+  if (closing_) return;
   reading_ = false;
+}
+
+void TcpTransport::do_read() noexcept {
+  // As libuv does: up to 32 reads while they fill the block; a short read
+  // means the socket had no more, and bytes that come later raise a new edge.
+  for (int i = 0; i < 32; ++i) {
+    Block* b = io_.blocks().get();
+    const long got = sys_recv(fd_, b->data, Block::kCapacity);
+    if (got > 0) {
+      std::size_t n = static_cast<std::size_t>(got);
+      if (!preface_ || take_preface(b, n)) handler_->on_read(b, n);
+      b->unref();
+      if (closing_ || !reading_) return;
+      if (static_cast<std::size_t>(got) < Block::kCapacity && !end_pending_) {
+        readable_ = false;
+        return;
+      }
+      continue;
+    }
+    b->unref();
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      readable_ = false;
+      return;
+    }
+    // EOF or an error stays readable: reading again reports it again, as
+    // libuv's streams do. Reading stops, as libuv's streams do.
+    reading_ = false;
+    if (got == 0) {
+      handler_->on_eof();
+    } else {
+      handler_->on_error(last_error());
+    }
+    return;
+  }
+  // Still more: the rest on the next turn, after the other sockets.
+  io_.poller().defer(this);
 }
 
 int TcpTransport::write(OutBatch& batch) {
   if (batch.empty()) return 0;
-  if (closing_) {
+  if (closing_ || fd_ < 0) {
     batch.clear();
     return UV_ECANCELED;
+  }
+  std::size_t done = 0;
+  if (!queue_ && !connecting_) {
+    // Nothing queued: send now. Most writes end here, with nothing queued
+    // and no system call but the send.
+    std::vector<uv_buf_t>& bufs = io_.scratch_bufs();
+    batch.to_bufs(bufs);
+    long n;
+    do {
+      n = sys_send(fd_, bufs.data(), bufs.size());
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+      const int err = last_error();
+      batch.clear();
+      return err;
+    }
+    done = n > 0 ? static_cast<std::size_t>(n) : 0;
+    if (done == batch.bytes()) {
+      batch.clear();  // the bytes are in the kernel: the blocks go back now
+      return 0;
+    }
   }
   WriteReq* w = io_.get_write();
   w->batch.swap(batch);  // the caller gets back an empty batch with capacity
   w->batch.to_bufs(w->bufs);
-  w->bytes = w->batch.bytes();
-  w->req.data = w;
-  w->owner = this;
-  uv_buf_t* bufs = w->bufs.data();
-  std::size_t nbufs = w->bufs.size();
-  if (pending_ == 0) {
-    // Nothing queued: write now. Most writes complete here, with no request
-    // queued, no callback and no change to the epoll interest set (uv_write
-    // would cost an epoll_ctl per write).
-    int n = uv_try_write(stream(), bufs, static_cast<unsigned>(nbufs));
-    if (n == static_cast<int>(w->bytes)) {
-      io_.put_write(w);  // the bytes are in the kernel: release the blocks now
-      return 0;
-    }
-    if (n < 0 && n != UV_EAGAIN) {
-      io_.put_write(w);
-      return n;
-    }
-    std::size_t done = n > 0 ? static_cast<std::size_t>(n) : 0;
-    while (done > 0 && done >= bufs->len) {
-      done -= bufs->len;
-      ++bufs;
-      --nbufs;
-    }
-    bufs->base += done;
-    bufs->len -= static_cast<decltype(bufs->len)>(done);
-    w->bytes -= (n > 0 ? static_cast<std::size_t>(n) : 0);
+  w->first = advance(w->bufs.data(), w->bufs.size(), done);
+  pending_ += w->batch.bytes() - done;
+  if (queue_tail_) {
+    queue_tail_->next = w;
+  } else {
+    queue_ = w;
   }
-  int r = uv_write(&w->req, stream(), bufs, static_cast<unsigned>(nbufs), on_write_cb);
-  if (r < 0) {
-    io_.put_write(w);
-    return r;
-  }
-  pending_ += w->bytes;
+  queue_tail_ = w;
   return 0;
 }
 
+void TcpTransport::flush() noexcept {
+  while (queue_) {
+    WriteReq* w = queue_;
+    uv_buf_t* bufs = w->bufs.data() + w->first;
+    const std::size_t nbufs = w->bufs.size() - w->first;
+    const long n = sys_send(fd_, bufs, nbufs);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;  // the next edge resumes
+      fail_writes(last_error());
+      return;
+    }
+    pending_ -= static_cast<std::size_t>(n);
+    w->first += advance(bufs, nbufs, static_cast<std::size_t>(n));
+    if (w->first < w->bufs.size()) continue;
+    queue_ = w->next;
+    if (!queue_) queue_tail_ = nullptr;
+    io_.put_write(w);
+    handler_->on_write_done(0);  // may write more, or close
+    if (closing_) return;
+  }
+  if (shutdown_wanted_ && !shutdown_done_) do_shutdown();
+}
+
+void TcpTransport::fail_writes(int status) noexcept {
+  while (queue_ && !closing_) {
+    WriteReq* w = queue_;
+    queue_ = w->next;
+    if (!queue_) queue_tail_ = nullptr;
+    for (std::size_t i = w->first; i < w->bufs.size(); ++i) pending_ -= w->bufs[i].len;
+    io_.put_write(w);
+    handler_->on_write_done(status);
+  }
+}
+
 void TcpTransport::shutdown_write() {
-  if (closing_ || shutdown_sent_) return;
-  shutdown_sent_ = true;
-  shutdown_req_.data = this;
-  if (uv_shutdown(&shutdown_req_, stream(), on_shutdown_cb) != 0) shutdown_sent_ = false;
+  if (closing_ || shutdown_wanted_) return;
+  shutdown_wanted_ = true;
+  if (!queue_ && !connecting_ && fd_ >= 0) do_shutdown();
+}
+
+void TcpTransport::do_shutdown() noexcept {
+  shutdown_done_ = true;
+  ::shutdown(fd_, SHUT_WR);
 }
 
 void TcpTransport::close() {
   if (closing_) return;
   closing_ = true;
   reading_ = false;
-  if (!initialised_) {
+  connecting_ = false;
+  if (fd_ < 0) {
     handler_->on_closed();
     return;
   }
-  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_close_cb);
-}
-
-void TcpTransport::on_alloc(uv_handle_t* h, std::size_t, uv_buf_t* buf) noexcept {
-  auto* self = static_cast<TcpTransport*>(h->data);
-  Block* b = self->io_.blocks().get();
-  *buf = uv_buf_init(b->data, static_cast<unsigned>(Block::kCapacity));
-}
-
-void TcpTransport::on_read_cb(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) noexcept {
-  auto* self = static_cast<TcpTransport*>(s->data);
-  Block* b = buf->base ? Block::from_data(buf->base) : nullptr;
-  std::size_t n = nread > 0 ? static_cast<std::size_t>(nread) : 0;
-  if (nread > 0 && self->preface_ && !self->take_preface(b, n)) {
-    b->unref();
-    return;
+  io_.poller().forget(this);
+  ::close(fd_);  // also takes it out of the epoll set
+  fd_ = -1;
+  while (queue_) {
+    WriteReq* w = queue_;
+    queue_ = w->next;
+    io_.put_write(w);
   }
-  if (nread > 0) {
-    // The block goes straight back unless the handler kept a reference.
-    self->handler_->on_read(b, n);
-  } else if (nread < 0 && !self->closing_) {
-    if (nread == UV_EOF) {
-      self->handler_->on_eof();
-    } else {
-      self->handler_->on_error(static_cast<int>(nread));
-    }
-  }
-  if (b) b->unref();
+  queue_tail_ = nullptr;
+  pending_ = 0;
+  // on_closed comes from the loop, never from inside close().
+  io_.poller().defer(this);
 }
 
 bool TcpTransport::take_preface(Block* b, std::size_t& n) {
@@ -225,22 +546,6 @@ bool TcpTransport::take_preface(Block* b, std::size_t& n) {
   std::memmove(b->data, b->data + used, n - used);
   n -= used;
   return true;
-}
-
-void TcpTransport::on_write_cb(uv_write_t* req, int status) noexcept {
-  auto* w = static_cast<WriteReq*>(req->data);
-  TcpTransport* self = w->owner;
-  self->pending_ -= w->bytes;
-  w->io->put_write(w);
-  if (status == UV_ECANCELED || self->closing_) return;  // closing: touch nothing else
-  self->handler_->on_write_done(status);
-}
-
-void TcpTransport::on_shutdown_cb(uv_shutdown_t*, int) noexcept {}
-
-void TcpTransport::on_close_cb(uv_handle_t* h) noexcept {
-  auto* self = static_cast<TcpTransport*>(h->data);
-  self->handler_->on_closed();
 }
 
 }  // namespace sluice::net

@@ -8,6 +8,8 @@
 // This unit never parses anything and never allocates per byte.
 #pragma once
 
+#include <sys/epoll.h>
+#include <sys/socket.h>
 #include <uv.h>
 
 #include <cstddef>
@@ -56,6 +58,7 @@ class OutBatch {
 };
 
 struct WriteReq;
+class TcpTransport;
 
 // Per-worker counters of the transport layer (summed over workers when
 // /metrics is scraped; only their worker writes them).
@@ -65,25 +68,80 @@ struct IoCounters {
   Counter tls_plain_http;          // plain HTTP sent to a TLS listener
 };
 
+// The sockets of one loop, watched edge-triggered: one epoll instance of our
+// own, registered once per socket (in, out, edge) and never modified, which
+// the libuv loop watches through a single uv_poll_t. libuv keeps timers,
+// signals, async wake-ups and the thread pool; socket reads and writes are
+// plain recv/sendmsg system calls made here. Work that must not run inside
+// the caller (a read after read_start, a connect's result, on_closed) is
+// queued and runs from a uv_idle_t on the next loop turn.
+class Poller {
+ public:
+  explicit Poller(uv_loop_t* loop) : loop_(loop) {}
+  ~Poller();
+  Poller(const Poller&) = delete;
+  Poller& operator=(const Poller&) = delete;
+
+  // Registers `fd` for `t`; starts the poller on first use.
+  int add(int fd, TcpTransport* t) noexcept;
+  // `t` is going away: events already fetched for it are dropped.
+  void forget(TcpTransport* t) noexcept;
+  // Runs t->on_deferred() on the next loop turn (once, however often asked).
+  void defer(TcpTransport* t) noexcept;
+  void transport_gone() noexcept;
+  // Closes the libuv handles once no transport is left (now, if none is).
+  void close() noexcept;
+
+ private:
+  static void on_epoll(uv_poll_t* h, int status, int events) noexcept;
+  static void on_idle(uv_idle_t* h) noexcept;
+  int start() noexcept;
+  void maybe_close() noexcept;
+
+  static constexpr int kBatch = 256;
+  uv_loop_t* loop_;
+  int epfd_ = -1;
+  uv_poll_t poll_{};
+  uv_idle_t idle_{};
+  bool started_ = false;
+  bool closing_ = false;
+  bool idle_on_ = false;
+  bool in_idle_ = false;
+  std::size_t live_ = 0;  // transports registered and not yet told on_closed
+  TcpTransport* deferred_ = nullptr;
+  TcpTransport* deferred_tail_ = nullptr;
+  epoll_event* batch_ = nullptr;  // the events being dispatched (on_epoll)
+  int batch_next_ = 0;
+  int batch_end_ = 0;
+};
+
 // Per-worker I/O resources shared by every transport of that worker.
 class IoContext {
  public:
   IoCounters counters;
 
-  explicit IoContext(uv_loop_t* loop) : loop_(loop) {}
+  explicit IoContext(uv_loop_t* loop) : loop_(loop), poller_(loop) {}
   ~IoContext();
   IoContext(const IoContext&) = delete;
   IoContext& operator=(const IoContext&) = delete;
 
   uv_loop_t* loop() const noexcept { return loop_; }
   BlockPool& blocks() noexcept { return blocks_; }
+  Poller& poller() noexcept { return poller_; }
   WriteReq* get_write();
   void put_write(WriteReq* w) noexcept;
+  // Scratch iovecs for a write made at once (one thread per context).
+  std::vector<uv_buf_t>& scratch_bufs() noexcept { return scratch_; }
+  // The loop is winding down: the poller's handles close once every
+  // transport has closed.
+  void close() noexcept { poller_.close(); }
 
  private:
   uv_loop_t* loop_;
   BlockPool blocks_;
+  Poller poller_;
   std::vector<WriteReq*> free_writes_;
+  std::vector<uv_buf_t> scratch_;
 };
 
 class TransportHandler {
@@ -137,13 +195,22 @@ class Transport {
 
 class TcpTransport final : public Transport {
  public:
+  using ConnectCallback = void (*)(void* data, int status);
+
   TcpTransport(IoContext& io, TransportHandler& handler) : io_(io), handler_(&handler) {}
+  ~TcpTransport() override;
+  TcpTransport(const TcpTransport&) = delete;
+  TcpTransport& operator=(const TcpTransport&) = delete;
   // Events go to `handler` from now on (a TLS transport layered over this one).
   void set_handler(TransportHandler& handler) noexcept { handler_ = &handler; }
-  // uv_tcp_init on the context's loop; the handle is then this transport's.
-  int init();
-  uv_tcp_t* tcp() noexcept { return &tcp_; }
-  uv_stream_t* stream() noexcept { return reinterpret_cast<uv_stream_t*>(&tcp_); }
+  // Takes an accepted, non-blocking socket (and owns it from now on, even
+  // when this fails: close() then ends it as usual). Sets TCP_NODELAY.
+  int adopt(int fd) noexcept;
+  // Starts a non-blocking connect to `addr` (TCP_NODELAY set); `cb` reports
+  // its result on a later loop turn, never from inside this call, and never
+  // once close() was called. Returns < 0 when no socket could be made.
+  int connect(const sockaddr* addr, ConnectCallback cb, void* data) noexcept;
+  int fd() const noexcept { return fd_; }
 
   // The connection starts with a preface for the handler (on_preface),
   // before anything else is read from it, TLS included.
@@ -157,24 +224,38 @@ class TcpTransport final : public Transport {
   bool is_closing() const override { return closing_; }
 
  private:
-  static void on_alloc(uv_handle_t* h, std::size_t suggested, uv_buf_t* buf) noexcept;
-  static void on_read_cb(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) noexcept;
-  static void on_write_cb(uv_write_t* req, int status) noexcept;
-  static void on_shutdown_cb(uv_shutdown_t* req, int status) noexcept;
-  static void on_close_cb(uv_handle_t* h) noexcept;
+  friend class Poller;
+  // From the poller: epoll events, and the work queued by defer().
+  void on_events(std::uint32_t events) noexcept;
+  void on_deferred() noexcept;
+  void do_read() noexcept;
+  void flush() noexcept;
+  void finish_connect(int status) noexcept;
+  void fail_writes(int status) noexcept;
+  void do_shutdown() noexcept;
   // Offers a read to the handler's preface; false when nothing of it is
   // left for on_read (n is then what is).
   bool take_preface(Block* b, std::size_t& n);
 
   IoContext& io_;
   TransportHandler* handler_;
-  uv_tcp_t tcp_{};
-  uv_shutdown_t shutdown_req_{};
-  std::size_t pending_ = 0;
-  bool initialised_ = false;
+  WriteReq* queue_ = nullptr;  // writes the kernel has not taken yet, oldest first
+  WriteReq* queue_tail_ = nullptr;
+  TcpTransport* next_deferred_ = nullptr;
+  ConnectCallback connect_cb_ = nullptr;
+  void* connect_data_ = nullptr;
+  std::size_t pending_ = 0;  // bytes in queue_
+  int fd_ = -1;
+  int connect_status_ = 0;   // a connect's result, until reported
+  bool registered_ = false;  // counted in the poller's live transports
+  bool deferred_ = false;    // on the poller's deferred list
   bool reading_ = false;
+  bool readable_ = false;    // the socket may have bytes (or EOF, or an error) to read
+  bool end_pending_ = false;  // EOF or an error is known to follow the bytes
+  bool connecting_ = false;
   bool closing_ = false;
-  bool shutdown_sent_ = false;
+  bool shutdown_wanted_ = false;
+  bool shutdown_done_ = false;
   bool preface_ = false;  // the handler still reads its preface (expect_preface)
 };
 

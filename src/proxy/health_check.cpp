@@ -120,7 +120,7 @@ class HealthChecker::Probe final : public net::TransportHandler, private http::P
   }
   bool on_body(const char*, std::size_t) override { return true; }
 
-  static void on_connect(uv_connect_t* req, int status) noexcept;
+  static void on_connect(void* data, int status) noexcept;
   static void on_timer(uv_timer_t* t) noexcept;
   static void on_timer_closed(uv_handle_t* h) noexcept;
 
@@ -131,7 +131,6 @@ class HealthChecker::Probe final : public net::TransportHandler, private http::P
   std::unique_ptr<net::TlsTransport> tls_;  // layered over tcp_; destroyed first
   net::Transport* transport_;               // tls_ or tcp_
   uv_timer_t timer_{};
-  uv_connect_t connect_req_{};
   http::Parser parser_;
   std::string key_;  // Sec-WebSocket-Key sent (WebSocket probes)
   Phase phase_ = Phase::Connecting;
@@ -160,23 +159,18 @@ void HealthChecker::Probe::start() {
   timer_.data = this;
   pending_closes_ = 2;  // the timer and the transport
   uv_timer_start(&timer_, on_timer, static_cast<std::uint64_t>(hc.timeout.count()), 0);
-  int r = tcp_.init();
-  if (r == 0) {
-    connect_req_.data = this;
-    r = uv_tcp_connect(&connect_req_, tcp_.tcp(),
-                       reinterpret_cast<const sockaddr*>(&owner_->member_.addr.storage), on_connect);
-  }
+  int r = tcp_.connect(reinterpret_cast<const sockaddr*>(&owner_->member_.addr.storage),
+                       on_connect, this);
   if (r != 0) finish(false, uv_err_name(r));
 }
 
-void HealthChecker::Probe::on_connect(uv_connect_t* req, int status) noexcept {
-  auto* self = static_cast<Probe*>(req->data);
-  if (status == UV_ECANCELED || self->phase_ != Phase::Connecting) return;
+void HealthChecker::Probe::on_connect(void* data, int status) noexcept {
+  auto* self = static_cast<Probe*>(data);
+  if (self->phase_ != Phase::Connecting) return;
   if (status != 0) {
     self->finish(false, uv_err_name(status));
     return;
   }
-  uv_tcp_nodelay(self->tcp_.tcp(), 1);
   if (self->tls_) {
     // The handshake is part of the probe: a failed one is a failed probe.
     SSL* ssl = self->tls_ctx_->new_ssl(host_of(self->owner_->member_.name));
@@ -434,6 +428,7 @@ void HealthChecker::close() {
   closed_ = true;
   for (Prober* p : probers_) p->stop();
   probers_.clear();
+  io_.close();  // once the probes' sockets are closed
 }
 
 }  // namespace sluice::proxy

@@ -97,20 +97,18 @@ Session::~Session() {
   w_.remove(this);
 }
 
-bool Session::start(uv_stream_t* listener, const net::TlsServerContext* tls_ctx,
-                    bool proxy_protocol) {
+bool Session::start(int fd, const net::TlsServerContext* tls_ctx, bool proxy_protocol) {
   if (tls_ctx) {
     tls_ = std::make_unique<net::TlsTransport>(w_.io(), *this, tcp_);
     client_ = tls_.get();
   }
-  if (tcp().init() != 0 || uv_accept(listener, tcp().stream()) != 0) {
+  if (tcp().adopt(fd) != 0) {
     finish(CloseReason::ClientClosed);
     return false;
   }
-  uv_tcp_nodelay(tcp().tcp(), 1);
   sockaddr_storage peer{};
-  int len = sizeof peer;
-  if (uv_tcp_getpeername(tcp().tcp(), reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
+  socklen_t len = sizeof peer;
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
     set_client(reinterpret_cast<const sockaddr*>(&peer));
   }
   if (net::TlsTransport* t = tls()) {

@@ -235,13 +235,8 @@ int UpstreamConn::start_connect(UpstreamUser& user) {
   uv_timer_init(pool_.io_.loop(), &timer_);
   timer_.data = this;
   pending_closes_ = 2;
-  int r = tcp().init();
-  if (r == 0) {
-    uv_tcp_nodelay(tcp().tcp(), 1);
-    connect_req_.data = this;
-    r = uv_tcp_connect(&connect_req_, tcp().tcp(),
-                       reinterpret_cast<const sockaddr*>(&server_.member.addr.storage), on_connect);
-  }
+  int r = tcp().connect(reinterpret_cast<const sockaddr*>(&server_.member.addr.storage),
+                        on_connect, this);
   if (r != 0) {
     // Report on the next loop turn (timer 0) rather than re-entering the caller.
     connect_timed_out_ = false;
@@ -254,9 +249,9 @@ int UpstreamConn::start_connect(UpstreamUser& user) {
   return 0;
 }
 
-void UpstreamConn::on_connect(uv_connect_t* req, int status) noexcept {
-  auto* self = static_cast<UpstreamConn*>(req->data);
-  if (status == UV_ECANCELED || self->state_ != State::Connecting) return;
+void UpstreamConn::on_connect(void* data, int status) noexcept {
+  auto* self = static_cast<UpstreamConn*>(data);
+  if (self->state_ != State::Connecting) return;
   if (status != 0) {
     self->connect_failed("upstream connect failed", status);
     return;

@@ -175,7 +175,7 @@ class UpstreamConn final : public net::TransportHandler {
   void connect_failed(const char* what, int status);
   net::TcpTransport& tcp() noexcept { return tcp_; }
   net::TlsTransport* tls() noexcept { return tls_.get(); }
-  static void on_connect(uv_connect_t* req, int status) noexcept;
+  static void on_connect(void* data, int status) noexcept;
   static void on_timer(uv_timer_t* t) noexcept;
   static void on_timer_closed(uv_handle_t* h) noexcept;
 
@@ -187,7 +187,6 @@ class UpstreamConn final : public net::TransportHandler {
   std::unique_ptr<net::TlsTransport> tls_;  // layered over tcp_; destroyed first
   net::Transport* transport_;               // tls_ or tcp_
   uv_timer_t timer_{};
-  uv_connect_t connect_req_{};
   UpstreamUser* user_ = nullptr;
   UpstreamConn* idle_prev_ = nullptr;
   UpstreamConn* idle_next_ = nullptr;

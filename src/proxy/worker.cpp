@@ -1,7 +1,11 @@
 // Worker: see worker.hpp.
 #include "proxy/worker.hpp"
 
+#include <fcntl.h>
+#include <sys/socket.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <cinttypes>
 #include <cstring>
@@ -129,6 +133,8 @@ void Worker::run() {
   drain_timer_.data = this;
   uv_timer_init(&loop_, &flush_timer_);
   flush_timer_.data = this;
+  uv_timer_init(&loop_, &accept_timer_);
+  accept_timer_.data = this;
   if (access_log_.enabled()) uv_timer_start(&flush_timer_, on_flush, 1000, 1000);
 
   uv_run(&loop_, UV_RUN_DEFAULT);
@@ -177,14 +183,20 @@ void Worker::open_listener(std::size_t index, int fd) {
   slot->tls = view().gen->listener_context(index);
   slot->metrics = metrics_.listener(slot->addr.text);
   slot->proxy_protocol = view().config().listeners[index].proxy_protocol;
-  uv_tcp_t* l = &slot->handle;
-  uv_tcp_init(&loop_, l);
-  l->data = slot.get();
-  int r = uv_tcp_open(l, fd);
-  if (r != 0) {
-    ::close(fd);
+  slot->fd = fd;
+  int r = 0;
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0 || ::listen(fd, 4096) != 0) {
+    r = -errno;
   } else {
-    r = uv_listen(reinterpret_cast<uv_stream_t*>(l), 4096, on_connection);
+    r = uv_poll_init(&loop_, &slot->handle, fd);
+  }
+  if (r == 0) {
+    slot->handle.data = slot.get();
+    uv_poll_start(&slot->handle, UV_READABLE, on_listen_ready);
+  } else {
+    ::close(fd);
+    slot->fd = -1;
   }
   if (r != 0) {
     SLUICE_LOG(Error, "worker=%u msg=\"listen failed\" listener=%s error=%s", index_,
@@ -267,9 +279,7 @@ void Worker::apply_reload(PendingReload r) {
   }
   for (auto& slot : previous) {
     if (!slot) continue;
-    ListenerSlot* gone = slot.release();
-    uv_close(as_handle(&gone->handle),
-             [](uv_handle_t* h) { delete static_cast<ListenerSlot*>(h->data); });
+    close_listener(slot.release(), true);
   }
   // WebSocket sessions whose route or upstream went away are told to
   // reconnect (1012), spread over reload_grace so their clients do not all
@@ -295,19 +305,60 @@ void Worker::apply_members(const PendingMembers& m) {
   }
 }
 
-void Worker::on_connection(uv_stream_t* server, int status) noexcept {
-  auto* slot = static_cast<ListenerSlot*>(server->data);
+void Worker::on_listen_ready(uv_poll_t* h, int status, int) noexcept {
+  auto* slot = static_cast<ListenerSlot*>(h->data);
   Worker* self = slot->worker;
   if (status < 0) {
     SLUICE_LOG(Warn, "worker=%u msg=\"accept failed\" error=%s", self->index_, uv_strerror(status));
     return;
   }
+  // A bounded batch per turn; what is left is still readable next turn.
+  for (int i = 0; i < 128 && !self->draining_; ++i) {
+    int fd = ::accept4(slot->fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      const int err = errno;
+      if (err == EINTR || err == ECONNABORTED) continue;
+      if (err == EAGAIN || err == EWOULDBLOCK) return;
+      SLUICE_LOG(Warn, "worker=%u msg=\"accept failed\" listener=%s error=%s", self->index_,
+                 slot->addr.text.c_str(), uv_err_name(-err));
+      if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        // Out of descriptors or memory: the listeners rest for a moment
+        // (the kernel's backlog keeps the clients waiting) instead of
+        // spinning on a socket that stays readable.
+        for (auto& l : self->listeners_) {
+          if (l && l->fd >= 0) uv_poll_stop(&l->handle);
+        }
+        uv_timer_start(&self->accept_timer_, on_accept_resume, 100, 0);
+      }
+      return;
+    }
+    self->next_id_ += self->id_step_;  // ids interleave across workers: unique, small
+    ++slot->metrics->accepted;
+    auto* s = new Session(*self, self->next_id_, *slot->metrics);
+    if (!s->start(fd, slot->tls, slot->proxy_protocol)) continue;
+    if (self->session_count_ > self->max_sessions_) s->refuse(503);
+  }
+}
+
+void Worker::on_accept_resume(uv_timer_t* t) noexcept {
+  auto* self = static_cast<Worker*>(t->data);
   if (self->draining_) return;
-  self->next_id_ += self->id_step_;  // ids interleave across workers: unique, small
-  ++slot->metrics->accepted;
-  auto* s = new Session(*self, self->next_id_, *slot->metrics);
-  if (!s->start(server, slot->tls, slot->proxy_protocol)) return;
-  if (self->session_count_ > self->max_sessions_) s->refuse(503);
+  for (auto& l : self->listeners_) {
+    if (l && l->fd >= 0) uv_poll_start(&l->handle, UV_READABLE, on_listen_ready);
+  }
+}
+
+void Worker::close_listener(ListenerSlot* slot, bool free) noexcept {
+  if (slot->fd < 0) {
+    if (free) delete slot;
+    return;
+  }
+  // uv_close takes the descriptor out of the loop's epoll set at once, so
+  // it can be closed right after.
+  uv_close(as_handle(&slot->handle),
+           free ? +[](uv_handle_t* h) { delete static_cast<ListenerSlot*>(h->data); } : nullptr);
+  ::close(slot->fd);
+  slot->fd = -1;
 }
 
 void Worker::add(Session* s) noexcept {
@@ -334,7 +385,7 @@ void Worker::begin_drain() {
   draining_ = true;
   SLUICE_LOG(Info, "worker=%u msg=draining sessions=%zu", index_, session_count_);
   for (auto& slot : listeners_) {
-    if (slot && !uv_is_closing(as_handle(&slot->handle))) uv_close(as_handle(&slot->handle), nullptr);
+    if (slot) close_listener(slot.get(), false);
   }
   for (PoolSlot& p : pools_) p.pool->start_draining();
   // WebSocket sessions get their 1001 spread over the drain, so that their
@@ -373,6 +424,8 @@ void Worker::maybe_done() {
   uv_close(as_handle(&async_), nullptr);
   uv_close(as_handle(&drain_timer_), nullptr);
   uv_close(as_handle(&flush_timer_), nullptr);
+  uv_close(as_handle(&accept_timer_), nullptr);
+  io_.close();  // once the connections still closing have closed
 }
 
 }  // namespace sluice::proxy

@@ -105,7 +105,8 @@ class Worker {
 
  private:
   struct ListenerSlot {
-    uv_tcp_t handle{};
+    uv_poll_t handle{};  // on fd: accept4() when readable
+    int fd = -1;
     Worker* worker = nullptr;
     config::SocketAddress addr;
     const net::TlsServerContext* tls = nullptr;
@@ -127,7 +128,9 @@ class Worker {
   };
   using Pending = std::variant<PendingReload, PendingMembers>;
 
-  static void on_connection(uv_stream_t* server, int status) noexcept;
+  static void on_listen_ready(uv_poll_t* h, int status, int events) noexcept;
+  static void on_accept_resume(uv_timer_t* t) noexcept;
+  static void close_listener(ListenerSlot* slot, bool free) noexcept;
   static void on_async(uv_async_t* a) noexcept;
   void open_listener(std::size_t index, int fd);
   void apply_reload(PendingReload r);
@@ -155,6 +158,7 @@ class Worker {
   uv_async_t async_{};
   uv_timer_t drain_timer_{};
   uv_timer_t flush_timer_{};
+  uv_timer_t accept_timer_{};  // listeners paused for lack of descriptors resume
   AccessLog access_log_;
   ws::MaskKeySource mask_keys_;  // for every frame this worker sends upstream
   WorkerMetrics metrics_;
