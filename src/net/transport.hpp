@@ -1,10 +1,12 @@
 // The transport seam: a byte stream that HTTP and WebSocket code read from and
 // write to without knowing whether TCP or TLS is underneath.
 //
-// Ownership (libuv's contract, taken literally): a Transport is a member of the
-// object that owns it; that owner may be freed only after on_closed() ran.
-// A write owns its bytes until its callback: OutBatch holds references on the
-// read blocks it points into, and owned copies of everything else.
+// Ownership (libuv's handle contract, kept for sockets too): a Transport is a
+// member of the object that owns it; that owner may be freed only after
+// on_closed() ran, which always comes from the loop, never from close().
+// A queued write owns its bytes until the kernel has them: OutBatch holds
+// references on the read blocks it points into, and owned copies of
+// everything else. TCP sockets are driven by the loop's Poller (below).
 // This unit never parses anything and never allocates per byte.
 #pragma once
 
