@@ -97,7 +97,8 @@ Session::~Session() {
   w_.remove(this);
 }
 
-bool Session::start(int fd, const net::TlsServerContext* tls_ctx, bool proxy_protocol) {
+bool Session::start(int fd, const sockaddr* peer, const net::TlsServerContext* tls_ctx,
+                    bool proxy_protocol) {
   if (tls_ctx) {
     tls_ = std::make_unique<net::TlsTransport>(w_.io(), *this, tcp_);
     client_ = tls_.get();
@@ -106,11 +107,7 @@ bool Session::start(int fd, const net::TlsServerContext* tls_ctx, bool proxy_pro
     finish(CloseReason::ClientClosed);
     return false;
   }
-  sockaddr_storage peer{};
-  socklen_t len = sizeof peer;
-  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
-    set_client(reinterpret_cast<const sockaddr*>(&peer));
-  }
+  set_client(peer);
   if (net::TlsTransport* t = tls()) {
     SSL* ssl = tls_ctx->new_ssl();
     if (!ssl) {

@@ -53,8 +53,9 @@ class Session final : public net::TransportHandler, public UpstreamUser {
   // Takes the accepted connection (TLS with the listener's context `tls`, or
   // plain TCP when nullptr; first a PROXY protocol header when
   // `proxy_protocol`); returns false (session already finished) on failure.
-  // Takes the accepted socket `fd` (closed with the session, whatever happens).
-  bool start(int fd, const net::TlsServerContext* tls, bool proxy_protocol);
+  // Takes the accepted socket `fd` (closed with the session, whatever
+  // happens), whose peer accept4() gave as `peer`.
+  bool start(int fd, const sockaddr* peer, const net::TlsServerContext* tls, bool proxy_protocol);
   // Over a connection limit: answer `status` (plain HTTP) and close.
   void refuse(int status);
   // Shutdown: idle connections close now; busy ones after their current

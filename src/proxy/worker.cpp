@@ -314,7 +314,10 @@ void Worker::on_listen_ready(uv_poll_t* h, int status, int) noexcept {
   }
   // A bounded batch per turn; what is left is still readable next turn.
   for (int i = 0; i < 128 && !self->draining_; ++i) {
-    int fd = ::accept4(slot->fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    sockaddr_storage peer{};
+    socklen_t len = sizeof peer;
+    int fd = ::accept4(slot->fd, reinterpret_cast<sockaddr*>(&peer), &len,
+                       SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       const int err = errno;
       if (err == EINTR || err == ECONNABORTED) continue;
@@ -335,7 +338,9 @@ void Worker::on_listen_ready(uv_poll_t* h, int status, int) noexcept {
     self->next_id_ += self->id_step_;  // ids interleave across workers: unique, small
     ++slot->metrics->accepted;
     auto* s = new Session(*self, self->next_id_, *slot->metrics);
-    if (!s->start(fd, slot->tls, slot->proxy_protocol)) continue;
+    if (!s->start(fd, reinterpret_cast<const sockaddr*>(&peer), slot->tls, slot->proxy_protocol)) {
+      continue;
+    }
     if (self->session_count_ > self->max_sessions_) s->refuse(503);
   }
 }
