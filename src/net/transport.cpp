@@ -201,7 +201,7 @@ void Poller::forget(TcpTransport* t) noexcept {
 
 void Poller::defer(TcpTransport* t) noexcept {
   if (t->deferred_) return;
-  if (!started_ && start() != 0) {
+  if (!started_ && (closing_ || start() != 0)) {
     // No epoll instance and no idle handle to be had: what was asked cannot
     // be delivered later, so it is delivered now.
     t->on_deferred();
@@ -341,10 +341,16 @@ void TcpTransport::on_events(std::uint32_t ev) noexcept {
   if (closing_) return;
   if (connecting_) {
     if (!(ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
-    int err = 0;
-    socklen_t len = sizeof err;
-    if (::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
-    finish_connect(-err);
+    // A failure connect() returned at once stands (the socket then reads as
+    // ready with no pending error); otherwise the socket says how it went.
+    int status = connect_status_;
+    if (status == 0) {
+      int err = 0;
+      socklen_t len = sizeof err;
+      if (::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+      status = -err;
+    }
+    finish_connect(status);
     if (closing_) return;
   }
   if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) readable_ = true;
@@ -394,6 +400,7 @@ void TcpTransport::do_read() noexcept {
   for (int i = 0; i < 32; ++i) {
     Block* b = io_.blocks().get();
     const long got = sys_recv(fd_, b->data, Block::kCapacity);
+    const int err = errno;  // before anything that could change it
     if (got > 0) {
       std::size_t n = static_cast<std::size_t>(got);
       if (!preface_ || take_preface(b, n)) handler_->on_read(b, n);
@@ -406,8 +413,8 @@ void TcpTransport::do_read() noexcept {
       continue;
     }
     b->unref();
-    if (got < 0 && errno == EINTR) continue;
-    if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    if (got < 0 && err == EINTR) continue;
+    if (got < 0 && (err == EAGAIN || err == EWOULDBLOCK)) {
       readable_ = false;
       return;
     }
@@ -417,7 +424,7 @@ void TcpTransport::do_read() noexcept {
     if (got == 0) {
       handler_->on_eof();
     } else {
-      handler_->on_error(last_error());
+      handler_->on_error(-err);
     }
     return;
   }
@@ -437,16 +444,21 @@ int TcpTransport::write(OutBatch& batch) {
     // and no system call but the send.
     std::vector<uv_buf_t>& bufs = io_.scratch_bufs();
     batch.to_bufs(bufs);
-    long n;
-    do {
-      n = sys_send(fd_, bufs.data(), bufs.size());
-    } while (n < 0 && errno == EINTR);
-    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-      const int err = last_error();
-      batch.clear();
-      return err;
+    std::size_t first = 0;
+    // One sendmsg takes at most IOV_MAX pieces: while the kernel takes all
+    // it is offered, offer the rest (no writable edge would ever ask for it).
+    while (first < bufs.size()) {
+      const long n = sys_send(fd_, bufs.data() + first, bufs.size() - first);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+        const int err = last_error();
+        batch.clear();
+        return err;
+      }
+      done += static_cast<std::size_t>(n);
+      first += advance(bufs.data() + first, bufs.size() - first, static_cast<std::size_t>(n));
     }
-    done = n > 0 ? static_cast<std::size_t>(n) : 0;
     if (done == batch.bytes()) {
       batch.clear();  // the bytes are in the kernel: the blocks go back now
       return 0;

@@ -309,7 +309,10 @@ void Worker::on_listen_ready(uv_poll_t* h, int status, int) noexcept {
   auto* slot = static_cast<ListenerSlot*>(h->data);
   Worker* self = slot->worker;
   if (status < 0) {
-    SLUICE_LOG(Warn, "worker=%u msg=\"accept failed\" error=%s", self->index_, uv_strerror(status));
+    // libuv stopped watching the socket: it is tried again shortly.
+    SLUICE_LOG(Warn, "worker=%u msg=\"accept failed\" listener=%s error=%s", self->index_,
+               slot->addr.text.c_str(), uv_strerror(status));
+    uv_timer_start(&self->accept_timer_, on_accept_resume, 100, 0);
     return;
   }
   // A bounded batch per turn; what is left is still readable next turn.

@@ -78,6 +78,31 @@ class Bodies(SluiceTestCase):
         self.assertNotIn(b"x-up-trailer: leak", bytes(c.stream.raw).lower())
         self.assertEqual(c.roundtrip(target="/after").status, 200)
 
+    def test_many_tiny_chunks_in_one_read_arrive_whole_both_ways(self):
+        # 1,500 one-byte chunks in one send: one read of Sluice's becomes
+        # ~3,000 pieces of one write (each chunk's framing, then its byte),
+        # more than one sendmsg takes (IOV_MAX is 1,024). All of it must go
+        # at once, not wait for an event that a socket with room never raises.
+        tiny = [bytes([65 + i % 26]) for i in range(1500)]
+
+        def handler(backend, conn, req):
+            conn.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      + chunked_body(tiny))
+        app = self.backend("app", handler)
+        s = self.sluice([upstream("app", [app])])
+        c = self.client(s.port)
+        resp = c.roundtrip(target="/tiny-down")
+        self.assertEqual(resp.status, 200)
+        self.assertTrue(resp.complete)
+        self.assertEqual(resp.body, b"".join(tiny))
+        # The same shape upstream, on the connection the pool kept.
+        c.send(build_request("POST", "/tiny-up", [("Transfer-Encoding", "chunked")])
+               + chunked_body(tiny))
+        resp = c.read_response()
+        self.assertEqual(resp.status, 200)
+        req = app.wait_requests(2)[1]
+        self.assertEqual(req.body, b"".join(tiny))
+
     def test_expect_100_continue(self):
         app = self.backend("app")
         s = self.sluice([upstream("app", [app])])

@@ -13,10 +13,12 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 #include <uv.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <functional>
 #include <string>
@@ -83,6 +85,9 @@ Pair connected_pair(const Listener& l) {
   Pair p;
   p.peer = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   REQUIRE(::connect(p.peer, reinterpret_cast<const sockaddr*>(&l.addr), sizeof l.addr) == 0);
+  // A blocking read that finds nothing fails after 5 s instead of hanging.
+  timeval limit{5, 0};
+  REQUIRE(::setsockopt(p.peer, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit) == 0);
   p.ours = l.accept();
   REQUIRE(p.ours >= 0);
   REQUIRE(::fcntl(p.ours, F_SETFL, ::fcntl(p.ours, F_GETFL) | O_NONBLOCK) == 0);
@@ -109,10 +114,13 @@ void write_all(int fd, const std::string& s) {
   }
 }
 
-// Runs the loop one turn at a time until `done` holds; fails after a bound
-// on turns instead of hanging.
+// Runs the loop one turn at a time until `done` holds; fails after 10 s
+// instead of hanging. (Not a wait for time to pass: the kernel's own timers,
+// such as a zero-window probe between two small socket buffers, decide when
+// some of these conditions come true.)
 void run_until(uv_loop_t* loop, const std::function<bool()>& done) {
-  for (int turn = 0; turn < 200000 && !done(); ++turn) uv_run(loop, UV_RUN_NOWAIT);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!done() && std::chrono::steady_clock::now() < deadline) uv_run(loop, UV_RUN_NOWAIT);
   REQUIRE(done());
 }
 
@@ -378,5 +386,94 @@ TEST_CASE("transport: connect reports from the loop, for a listening port and a 
   t2.close();
   run_until(&loop, [&] { return r.closed == 1 && r2.closed == 1; });
   ::close(peer);
+  finish(&loop, io);
+}
+
+TEST_CASE("transport: a write of more pieces than one sendmsg takes is sent whole at once",
+          "[transport]") {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  IoContext io(&loop);
+  Listener l;
+  Pair p = connected_pair(l);
+  Recorder r;
+  TcpTransport t(io, r);
+  REQUIRE(t.adopt(p.ours) == 0);
+
+  // 3000 one-byte pieces of a read block, none adjacent to the next: 3000
+  // iovecs, three times IOV_MAX, and only 3000 bytes, which the socket
+  // buffer takes at once. Nothing may stay queued waiting for an edge that
+  // a socket with room never raises.
+  Block* b = io.blocks().get();
+  std::string want;
+  OutBatch batch;
+  for (std::size_t i = 0; i < 3000; ++i) {
+    b->data[2 * i] = static_cast<char>('A' + i % 26);
+    want.push_back(b->data[2 * i]);
+    batch.append_block(b, b->data + 2 * i, 1);
+  }
+  b->unref();
+  REQUIRE(t.write(batch) == 0);
+  CHECK(t.write_pending() == 0);
+  std::string got(want.size(), '\0');
+  REQUIRE(::recv(p.peer, got.data(), got.size(), MSG_WAITALL) == static_cast<ssize_t>(got.size()));
+  CHECK(got == want);
+  CHECK(r.writes_done.empty());  // done inside write(): nothing to report
+
+  t.close();
+  run_until(&loop, [&] { return r.closed == 1; });
+  ::close(p.peer);
+  finish(&loop, io);
+}
+
+TEST_CASE("transport: a connect refused at once stays refused when started from the loop",
+          "[transport]") {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  IoContext io(&loop);
+  Recorder r;
+  TcpTransport t(io, r);
+  struct Result {
+    int calls = 0;
+    int status = 1;
+  } res;
+
+  // 127.255.255.255 is the loopback network's broadcast address: the
+  // kernel refuses a TCP connect to it at once (ENETUNREACH), and no packet
+  // is sent. The connect is made from inside the loop (an idle callback),
+  // where the socket's first event can come before the deferred result.
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(9);
+  to.sin_addr.s_addr = htonl(0x7fffffff);
+  struct Ctx {
+    TcpTransport* t;
+    sockaddr_in* to;
+    Result* res;
+    int started = 1;
+  } ctx{&t, &to, &res};
+  uv_idle_t idle;
+  uv_idle_init(&loop, &idle);
+  idle.data = &ctx;
+  uv_idle_start(&idle, [](uv_idle_t* h) {
+    auto* c = static_cast<Ctx*>(h->data);
+    uv_idle_stop(h);
+    c->started = c->t->connect(reinterpret_cast<const sockaddr*>(c->to),
+                               [](void* data, int status) {
+                                 auto* res = static_cast<Result*>(data);
+                                 ++res->calls;
+                                 res->status = status;
+                               },
+                               c->res);
+  });
+  run_until(&loop, [&] { return res.calls == 1; });
+  CHECK(ctx.started == 0);
+  CHECK(res.status == UV_ENETUNREACH);
+  for (int i = 0; i < 20; ++i) uv_run(&loop, UV_RUN_NOWAIT);
+  CHECK(res.calls == 1);
+
+  t.close();
+  uv_close(reinterpret_cast<uv_handle_t*>(&idle), nullptr);
+  run_until(&loop, [&] { return r.closed == 1; });
   finish(&loop, io);
 }
