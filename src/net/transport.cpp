@@ -161,6 +161,10 @@ Poller::~Poller() {
 int Poller::start() noexcept {
   epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
   if (epfd_ < 0) return last_error();
+  if (driving_) {
+    started_ = true;
+    return 0;
+  }
   int r = uv_poll_init(loop_, &poll_, epfd_);
   if (r != 0) {
     ::close(epfd_);
@@ -215,7 +219,7 @@ void Poller::defer(TcpTransport* t) noexcept {
     deferred_ = t;
   }
   deferred_tail_ = t;
-  if (!idle_on_) {
+  if (!idle_on_ && !driving_) {
     idle_on_ = true;
     uv_idle_start(&idle_, on_idle);
   }
@@ -232,7 +236,7 @@ void Poller::close() noexcept {
 }
 
 void Poller::maybe_close() noexcept {
-  if (!closing_ || live_ != 0 || !started_ || deferred_ || in_idle_) return;
+  if (!closing_ || live_ != 0 || !started_ || deferred_ || in_idle_ || driving_) return;
   started_ = false;
   uv_close(reinterpret_cast<uv_handle_t*>(&poll_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&idle_), [](uv_handle_t* h) {
@@ -243,35 +247,93 @@ void Poller::maybe_close() noexcept {
   idle_on_ = false;
 }
 
+void Poller::dispatch(epoll_event* events, int n) noexcept {
+  batch_ = events;
+  batch_end_ = n;
+  for (int i = 0; i < n; ++i) {
+    batch_next_ = i + 1;
+    auto* t = static_cast<TcpTransport*>(events[i].data.ptr);
+    if (t) t->on_events(events[i].events);
+  }
+  batch_ = nullptr;
+  batch_next_ = batch_end_ = 0;
+}
+
 void Poller::on_epoll(uv_poll_t* h, int, int) noexcept {
   auto* self = static_cast<Poller*>(h->data);
   epoll_event events[kBatch];
   const int n = ::epoll_wait(self->epfd_, events, kBatch, 0);
-  if (n <= 0) return;
-  self->batch_ = events;
-  self->batch_end_ = n;
-  for (int i = 0; i < n; ++i) {
-    self->batch_next_ = i + 1;
-    auto* t = static_cast<TcpTransport*>(events[i].data.ptr);
-    if (t) t->on_events(events[i].events);
-  }
-  self->batch_ = nullptr;
-  self->batch_next_ = self->batch_end_ = 0;
+  if (n > 0) self->dispatch(events, n);
 }
 
-void Poller::on_idle(uv_idle_t* h) noexcept {
-  auto* self = static_cast<Poller*>(h->data);
+void Poller::run_deferred() noexcept {
   // What is deferred while this runs waits for the next turn.
-  TcpTransport* t = self->deferred_;
-  self->deferred_ = self->deferred_tail_ = nullptr;
-  self->in_idle_ = true;
+  TcpTransport* t = deferred_;
+  deferred_ = deferred_tail_ = nullptr;
+  in_idle_ = true;
   while (t) {
     TcpTransport* next = t->next_deferred_;
     t->deferred_ = false;
     t->on_deferred();  // may free t (on_closed)
     t = next;
   }
-  self->in_idle_ = false;
+  in_idle_ = false;
+}
+
+void Poller::run() noexcept {
+  if (!started_) {
+    driving_ = true;
+    if (start() != 0) driving_ = false;
+  }
+  epoll_event libuv{};
+  libuv.events = EPOLLIN;  // level-triggered: readable until libuv has run
+  libuv.data.ptr = nullptr;
+  if (!driving_ || ::epoll_ctl(epfd_, EPOLL_CTL_ADD, uv_backend_fd(loop_), &libuv) != 0) {
+    // Not ours to drive (already nested in the loop, or no epoll): libuv
+    // runs it, and this poller sits in it as usual.
+    if (driving_) {
+      driving_ = false;
+      ::close(epfd_);
+      epfd_ = -1;
+      started_ = false;
+    }
+    uv_run(loop_, UV_RUN_DEFAULT);
+    return;
+  }
+  epoll_event events[kBatch];
+  bool libuv_due = true;
+  for (;;) {
+    if (libuv_due) uv_run(loop_, UV_RUN_NOWAIT);
+    run_deferred();
+    const bool alive = uv_loop_alive(loop_) != 0;
+    if (!alive && live_ == 0 && !deferred_) break;
+    int timeout = -1;
+    if (deferred_) {
+      timeout = 0;
+    } else if (alive) {
+      uv_update_time(loop_);  // the next timer counts from now, not from before the dispatch
+      timeout = uv_backend_timeout(loop_);
+    }
+    const int n = ::epoll_wait(epfd_, events, kBatch, timeout);
+    uv_update_time(loop_);
+    libuv_due = false;
+    int sockets = n;
+    for (int i = 0; i < sockets; ++i) {
+      if (events[i].data.ptr == nullptr) {
+        libuv_due = true;  // its own descriptors are ready: libuv's turn
+        events[i] = events[--sockets];
+        break;  // it is in the set once
+      }
+    }
+    if (sockets > 0) dispatch(events, sockets);
+    // A timer due, or callbacks and closes pending.
+    if (!libuv_due && uv_loop_alive(loop_)) libuv_due = uv_backend_timeout(loop_) == 0;
+  }
+}
+
+void Poller::on_idle(uv_idle_t* h) noexcept {
+  auto* self = static_cast<Poller*>(h->data);
+  self->run_deferred();
   if (!self->deferred_) {
     self->idle_on_ = false;
     uv_idle_stop(&self->idle_);
@@ -400,7 +462,6 @@ void TcpTransport::do_read() noexcept {
   for (int i = 0; i < 32; ++i) {
     Block* b = io_.blocks().get();
     const long got = sys_recv(fd_, b->data, Block::kCapacity);
-    const int err = errno;  // before anything that could change it
     if (got > 0) {
       std::size_t n = static_cast<std::size_t>(got);
       if (!preface_ || take_preface(b, n)) handler_->on_read(b, n);
@@ -412,6 +473,7 @@ void TcpTransport::do_read() noexcept {
       }
       continue;
     }
+    const int err = got < 0 ? errno : 0;  // before the block goes back (free may set it)
     b->unref();
     if (got < 0 && err == EINTR) continue;
     if (got < 0 && (err == EAGAIN || err == EWOULDBLOCK)) {

@@ -93,11 +93,21 @@ class Poller {
   void transport_gone() noexcept;
   // Closes the libuv handles once no transport is left (now, if none is).
   void close() noexcept;
+  // Runs the loop until neither libuv nor any transport has anything left,
+  // blocking in this poller's epoll_wait rather than in libuv's: libuv's
+  // own epoll descriptor (uv_backend_fd) is one more member of this set, and
+  // uv_run(UV_RUN_NOWAIT) runs only when libuv has something to do (its
+  // descriptor is readable, a timer is due, callbacks or closes are pending).
+  // A turn of socket events then costs one epoll_wait, and no uv_poll_t or
+  // uv_idle_t is involved. Without run(), the poller nests in the loop.
+  void run() noexcept;
 
  private:
   static void on_epoll(uv_poll_t* h, int status, int events) noexcept;
   static void on_idle(uv_idle_t* h) noexcept;
   int start() noexcept;
+  void run_deferred() noexcept;
+  void dispatch(epoll_event* events, int n) noexcept;
   void maybe_close() noexcept;
 
   static constexpr int kBatch = 256;
@@ -106,6 +116,7 @@ class Poller {
   uv_poll_t poll_{};
   uv_idle_t idle_{};
   bool started_ = false;
+  bool driving_ = false;  // run() drives the loop: no uv_poll_t, no uv_idle_t
   bool closing_ = false;
   bool idle_on_ = false;
   bool in_idle_ = false;
@@ -137,6 +148,8 @@ class IoContext {
   // The loop is winding down: the poller's handles close once every
   // transport has closed.
   void close() noexcept { poller_.close(); }
+  // Runs the loop (Poller::run).
+  void run() noexcept { poller_.run(); }
 
  private:
   uv_loop_t* loop_;

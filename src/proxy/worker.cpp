@@ -137,7 +137,7 @@ void Worker::run() {
   accept_timer_.data = this;
   if (access_log_.enabled()) uv_timer_start(&flush_timer_, on_flush, 1000, 1000);
 
-  uv_run(&loop_, UV_RUN_DEFAULT);
+  io_.run();  // the loop, driven by the sockets' edge-triggered poller
 
   access_log_.flush();
   const net::IoCounters& c = io_.counters;
