@@ -132,18 +132,48 @@ void finish(uv_loop_t* loop, IoContext& io) {
   CHECK(uv_loop_close(loop) == 0);
 }
 
+// A loop, its IoContext, and a transport adopted on one end of a loopback
+// connection whose other end (p.peer) the test drives. `buffers` > 0 shrinks
+// both ends' socket buffers to that many bytes.
+struct Rig {
+  uv_loop_t loop{};
+  IoContext io{&loop};
+  Listener l;
+  Pair p;
+  Recorder r;
+  TcpTransport t{io, r};
+
+  explicit Rig(int buffers = 0) {
+    uv_loop_init(&loop);
+    p = connected_pair(l);
+    if (buffers > 0) {
+      set_buffers(p.ours, buffers);
+      set_buffers(p.peer, buffers);
+    }
+    REQUIRE(t.adopt(p.ours) == 0);
+  }
+  void spin_until(const std::function<bool()>& done) { run_until(&loop, done); }
+  // Closes the transport (if the test did not), waits for on_closed, closes
+  // the peer, and checks that the loop then ends clean.
+  void end() {
+    t.close();
+    spin_until([&] { return r.closed == 1; });
+    if (p.peer >= 0) ::close(p.peer);
+    p.peer = -1;
+    finish(&loop, io);
+  }
+};
+
+// The same with 16 KiB socket buffers at both ends, so that writes queue.
+struct SmallBuffers : Rig {
+  SmallBuffers() : Rig(16 * 1024) {}
+};
+
 }  // namespace
 
-TEST_CASE("transport: bytes that arrived while reading was stopped are read after read_start",
-          "[transport]") {
-  uv_loop_t loop;
-  uv_loop_init(&loop);
-  IoContext io(&loop);
-  Listener l;
-  Pair p = connected_pair(l);
-  Recorder r;
-  TcpTransport t(io, r);
-  REQUIRE(t.adopt(p.ours) == 0);
+TEST_CASE_METHOD(Rig,
+                 "transport: bytes that arrived while reading was stopped are read after read_start",
+                 "[transport]") {
 
   // Read a first piece, then stop reading from inside on_read.
   r.after_read = [&] { t.read_stop(); };
@@ -172,16 +202,9 @@ TEST_CASE("transport: bytes that arrived while reading was stopped are read afte
   finish(&loop, io);
 }
 
-TEST_CASE("transport: a FIN that comes with the last bytes is read as EOF after them",
-          "[transport]") {
-  uv_loop_t loop;
-  uv_loop_init(&loop);
-  IoContext io(&loop);
-  Listener l;
-  Pair p = connected_pair(l);
-  Recorder r;
-  TcpTransport t(io, r);
-  REQUIRE(t.adopt(p.ours) == 0);
+TEST_CASE_METHOD(Rig,
+                 "transport: a FIN that comes with the last bytes is read as EOF after them",
+                 "[transport]") {
   t.read_start();
   // Both are in the socket before the loop looks: one edge, a short read
   // of the bytes, and the EOF behind them.
@@ -189,24 +212,12 @@ TEST_CASE("transport: a FIN that comes with the last bytes is read as EOF after 
   ::shutdown(p.peer, SHUT_WR);
   run_until(&loop, [&] { return r.eofs == 1; });
   CHECK(r.bytes == "HTTP/1.1 200 OK\r\nContent-Len");
-  t.close();
-  run_until(&loop, [&] { return r.closed == 1; });
-  ::close(p.peer);
-  finish(&loop, io);
+  end();
 }
 
-TEST_CASE("transport: a write the kernel cannot take at once is queued, completed and shut in order",
-          "[transport]") {
-  uv_loop_t loop;
-  uv_loop_init(&loop);
-  IoContext io(&loop);
-  Listener l;
-  Pair p = connected_pair(l);
-  set_buffers(p.ours, 16 * 1024);
-  set_buffers(p.peer, 16 * 1024);
-  Recorder r;
-  TcpTransport t(io, r);
-  REQUIRE(t.adopt(p.ours) == 0);
+TEST_CASE_METHOD(SmallBuffers,
+                 "transport: a write the kernel cannot take at once is queued, completed and shut in order",
+                 "[transport]") {
 
   const std::string a = pattern(4 * 1024 * 1024);
   const std::string b = "and the tail";
@@ -241,24 +252,12 @@ TEST_CASE("transport: a write the kernel cannot take at once is queued, complete
   CHECK(t.write_pending() == 0);
   CHECK(r.writes_done == std::vector<int>{0, 0});
 
-  t.close();
-  run_until(&loop, [&] { return r.closed == 1; });
-  ::close(p.peer);
-  finish(&loop, io);
+  end();
 }
 
-TEST_CASE("transport: close() with writes queued drops them, reports nothing more, closes once",
-          "[transport]") {
-  uv_loop_t loop;
-  uv_loop_init(&loop);
-  IoContext io(&loop);
-  Listener l;
-  Pair p = connected_pair(l);
-  set_buffers(p.ours, 16 * 1024);
-  set_buffers(p.peer, 16 * 1024);
-  Recorder r;
-  TcpTransport t(io, r);
-  REQUIRE(t.adopt(p.ours) == 0);
+TEST_CASE_METHOD(SmallBuffers,
+                 "transport: close() with writes queued drops them, reports nothing more, closes once",
+                 "[transport]") {
   t.read_start();
 
   OutBatch batch;
@@ -287,17 +286,9 @@ TEST_CASE("transport: close() with writes queued drops them, reports nothing mor
   finish(&loop, io);
 }
 
-TEST_CASE("transport: a peer that resets is an error for the reader and for queued writes",
-          "[transport]") {
-  uv_loop_t loop;
-  uv_loop_init(&loop);
-  IoContext io(&loop);
-  Listener l;
-  Pair p = connected_pair(l);
-  set_buffers(p.ours, 16 * 1024);
-  Recorder r;
-  TcpTransport t(io, r);
-  REQUIRE(t.adopt(p.ours) == 0);
+TEST_CASE_METHOD(SmallBuffers,
+                 "transport: a peer that resets is an error for the reader and for queued writes",
+                 "[transport]") {
 
   OutBatch batch;
   batch.append_copy(pattern(2 * 1024 * 1024));
@@ -307,6 +298,7 @@ TEST_CASE("transport: a peer that resets is an error for the reader and for queu
   linger lg{1, 0};
   REQUIRE(::setsockopt(p.peer, SOL_SOCKET, SO_LINGER, &lg, sizeof lg) == 0);
   ::close(p.peer);
+  p.peer = -1;
 
   run_until(&loop, [&] { return !r.writes_done.empty(); });
   CHECK(r.writes_done.front() < 0);
@@ -316,10 +308,7 @@ TEST_CASE("transport: a peer that resets is an error for the reader and for queu
   t.read_start();
   run_until(&loop, [&] { return r.errors + r.eofs > 0; });
   CHECK(r.errors + r.eofs == 1);
-
-  t.close();
-  run_until(&loop, [&] { return r.closed == 1; });
-  finish(&loop, io);
+  end();
 }
 
 TEST_CASE("transport: connect reports from the loop, for a listening port and a refused one",
@@ -389,16 +378,9 @@ TEST_CASE("transport: connect reports from the loop, for a listening port and a 
   finish(&loop, io);
 }
 
-TEST_CASE("transport: a write of more pieces than one sendmsg takes is sent whole at once",
-          "[transport]") {
-  uv_loop_t loop;
-  uv_loop_init(&loop);
-  IoContext io(&loop);
-  Listener l;
-  Pair p = connected_pair(l);
-  Recorder r;
-  TcpTransport t(io, r);
-  REQUIRE(t.adopt(p.ours) == 0);
+TEST_CASE_METHOD(Rig,
+                 "transport: a write of more pieces than one sendmsg takes is sent whole at once",
+                 "[transport]") {
 
   // 3000 one-byte pieces of a read block, none adjacent to the next: 3000
   // iovecs, three times IOV_MAX, and only 3000 bytes, which the socket
@@ -420,10 +402,7 @@ TEST_CASE("transport: a write of more pieces than one sendmsg takes is sent whol
   CHECK(got == want);
   CHECK(r.writes_done.empty());  // done inside write(): nothing to report
 
-  t.close();
-  run_until(&loop, [&] { return r.closed == 1; });
-  ::close(p.peer);
-  finish(&loop, io);
+  end();
 }
 
 TEST_CASE("transport: a connect refused at once stays refused when started from the loop",
