@@ -29,7 +29,7 @@ namespace {
 // write() are cancellation points, and in a threaded process each one pays
 // for switching asynchronous cancellation on and off around the call.
 // Sluice never cancels a thread, so the plain system call is the same call
-// without that cost. Both return -errno on failure.
+// without that cost. Both return -1 with errno set on failure, as syscall() does.
 inline long sys_recv(int fd, void* buf, std::size_t len) noexcept {
   return syscall(SYS_recvfrom, fd, buf, len, 0, nullptr, nullptr);
 }
@@ -59,6 +59,30 @@ std::size_t advance(uv_buf_t* bufs, std::size_t n, std::size_t done) noexcept {
     bufs[i].len -= static_cast<decltype(bufs[i].len)>(done);
   }
   return i;
+}
+
+struct Sent {
+  std::size_t bytes;  // taken by the kernel
+  int error;          // < 0: the send failed (a libuv error code); 0 otherwise
+};
+
+// Sends bufs[first..n) until all of it is sent or the socket is full,
+// moving `first` (and the first buffer left) on by what the kernel took.
+// One sendmsg takes at most IOV_MAX pieces, so while the kernel takes all it
+// is offered, the rest is offered at once: no writable edge would ask for it.
+Sent send_bufs(int fd, uv_buf_t* bufs, std::size_t n, std::size_t& first) noexcept {
+  Sent s{0, 0};
+  while (first < n) {
+    const long got = sys_send(fd, bufs + first, n - first);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) s.error = last_error();
+      break;
+    }
+    s.bytes += static_cast<std::size_t>(got);
+    first += advance(bufs + first, n - first, static_cast<std::size_t>(got));
+  }
+  return s;
 }
 
 void set_nodelay(int fd) noexcept {
@@ -236,7 +260,7 @@ void Poller::close() noexcept {
 }
 
 void Poller::maybe_close() noexcept {
-  if (!closing_ || live_ != 0 || !started_ || deferred_ || in_idle_ || driving_) return;
+  if (!closing_ || live_ != 0 || !started_ || deferred_ || in_deferred_ || driving_) return;
   started_ = false;
   uv_close(reinterpret_cast<uv_handle_t*>(&poll_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&idle_), [](uv_handle_t* h) {
@@ -270,14 +294,14 @@ void Poller::run_deferred() noexcept {
   // What is deferred while this runs waits for the next turn.
   TcpTransport* t = deferred_;
   deferred_ = deferred_tail_ = nullptr;
-  in_idle_ = true;
+  in_deferred_ = true;
   while (t) {
     TcpTransport* next = t->next_deferred_;
     t->deferred_ = false;
     t->on_deferred();  // may free t (on_closed)
     t = next;
   }
-  in_idle_ = false;
+  in_deferred_ = false;
 }
 
 void Poller::run() noexcept {
@@ -347,11 +371,17 @@ TcpTransport::~TcpTransport() {
   // Only an owner that never opened this, or one torn down with its loop,
   // gets here with a descriptor: it is not left open.
   if (fd_ >= 0) ::close(fd_);
+  drop_writes();
+}
+
+void TcpTransport::drop_writes() noexcept {
   while (queue_) {
     WriteReq* w = queue_;
     queue_ = w->next;
     io_.put_write(w);
   }
+  queue_tail_ = nullptr;
+  pending_ = 0;
 }
 
 int TcpTransport::adopt(int fd) noexcept {
@@ -507,20 +537,12 @@ int TcpTransport::write(OutBatch& batch) {
     std::vector<uv_buf_t>& bufs = io_.scratch_bufs();
     batch.to_bufs(bufs);
     std::size_t first = 0;
-    // One sendmsg takes at most IOV_MAX pieces: while the kernel takes all
-    // it is offered, offer the rest (no writable edge would ever ask for it).
-    while (first < bufs.size()) {
-      const long n = sys_send(fd_, bufs.data() + first, bufs.size() - first);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-        const int err = last_error();
-        batch.clear();
-        return err;
-      }
-      done += static_cast<std::size_t>(n);
-      first += advance(bufs.data() + first, bufs.size() - first, static_cast<std::size_t>(n));
+    const Sent sent = send_bufs(fd_, bufs.data(), bufs.size(), first);
+    if (sent.error < 0) {
+      batch.clear();
+      return sent.error;
     }
+    done = sent.bytes;
     if (done == batch.bytes()) {
       batch.clear();  // the bytes are in the kernel: the blocks go back now
       return 0;
@@ -543,18 +565,13 @@ int TcpTransport::write(OutBatch& batch) {
 void TcpTransport::flush() noexcept {
   while (queue_) {
     WriteReq* w = queue_;
-    uv_buf_t* bufs = w->bufs.data() + w->first;
-    const std::size_t nbufs = w->bufs.size() - w->first;
-    const long n = sys_send(fd_, bufs, nbufs);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return;  // the next edge resumes
-      fail_writes(last_error());
+    const Sent sent = send_bufs(fd_, w->bufs.data(), w->bufs.size(), w->first);
+    pending_ -= sent.bytes;
+    if (sent.error < 0) {
+      fail_writes(sent.error);
       return;
     }
-    pending_ -= static_cast<std::size_t>(n);
-    w->first += advance(bufs, nbufs, static_cast<std::size_t>(n));
-    if (w->first < w->bufs.size()) continue;
+    if (w->first < w->bufs.size()) return;  // the socket is full: the next edge resumes
     queue_ = w->next;
     if (!queue_) queue_tail_ = nullptr;
     io_.put_write(w);
@@ -598,13 +615,7 @@ void TcpTransport::close() {
   io_.poller().forget(this);
   ::close(fd_);  // also takes it out of the epoll set
   fd_ = -1;
-  while (queue_) {
-    WriteReq* w = queue_;
-    queue_ = w->next;
-    io_.put_write(w);
-  }
-  queue_tail_ = nullptr;
-  pending_ = 0;
+  drop_writes();  // unsent, and never reported
   // on_closed comes from the loop, never from inside close().
   io_.poller().defer(this);
 }

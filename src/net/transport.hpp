@@ -119,7 +119,7 @@ class Poller {
   bool driving_ = false;  // run() drives the loop: no uv_poll_t, no uv_idle_t
   bool closing_ = false;
   bool idle_on_ = false;
-  bool in_idle_ = false;
+  bool in_deferred_ = false;
   std::size_t live_ = 0;  // transports registered and not yet told on_closed
   TcpTransport* deferred_ = nullptr;
   TcpTransport* deferred_tail_ = nullptr;
@@ -247,6 +247,8 @@ class TcpTransport final : public Transport {
   void flush() noexcept;
   void finish_connect(int status) noexcept;
   void fail_writes(int status) noexcept;
+  // Gives back every queued write, with no callback.
+  void drop_writes() noexcept;
   void do_shutdown() noexcept;
   // Offers a read to the handler's preface; false when nothing of it is
   // left for on_read (n is then what is).
