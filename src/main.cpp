@@ -124,12 +124,13 @@ struct Supervisor {
   uv_signal_t sigint{}, sigterm{}, sighup{}, sigusr1{};
   int access_fd = -1;       // the workers write their access logs here
   std::string access_path;  // the file behind it ("" for stdout or off)
-  uv_async_t worker_done{};
+  // One per worker, on its control socket: readable when it is done.
+  std::unique_ptr<uv_poll_t[]> worker_done;
   uv_timer_t drain_delay{};
   std::vector<std::unique_ptr<sluice::proxy::Worker>>* workers = nullptr;
   std::shared_ptr<const sluice::proxy::Generation> current;
   std::string config_path;
-  std::atomic<unsigned> finished{0};
+  unsigned finished = 0;
   unsigned total = 0;
   int signals_seen = 0;
   std::uint64_t reloads = 0;
@@ -223,14 +224,16 @@ struct Supervisor {
     auto* self = static_cast<Supervisor*>(t->data);
     for (auto& w : *self->workers) w->stop();
   }
-  static void on_worker_done(uv_async_t* a) {
-    auto* self = static_cast<Supervisor*>(a->data);
-    if (self->finished.load() < self->total) return;
+  static void on_worker_done(uv_poll_t* p, int, int) {
+    auto* self = static_cast<Supervisor*>(p->data);
+    const auto w = static_cast<std::size_t>(p - self->worker_done.get());
+    if (!(*self->workers)[w]->finished()) return;
+    uv_close(reinterpret_cast<uv_handle_t*>(p), nullptr);
+    if (++self->finished < self->total) return;
     uv_close(reinterpret_cast<uv_handle_t*>(&self->sigint), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&self->sigterm), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&self->sighup), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&self->sigusr1), nullptr);
-    uv_close(reinterpret_cast<uv_handle_t*>(&self->worker_done), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&self->drain_delay), nullptr);
     if (self->admin) self->admin->close();
     self->health->close();
@@ -239,7 +242,8 @@ struct Supervisor {
 
   // SIGUSR1 (log rotation): the access log's path is opened anew and put in
   // place of the old file under the same descriptor number, in one dup3():
-  // workers keep writing to that number and from then on reach the new file.
+  // here, and in each worker's own descriptor table, which gets the new
+  // file over its control socket.
   void reopen_access_log() {
     if (access_path.empty()) return;
     int fd = ::open(access_path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
@@ -247,6 +251,10 @@ struct Supervisor {
       SLUICE_LOG(Error, "msg=\"cannot reopen the access log\" path=%s error=\"%s\"",
                  access_path.c_str(), std::strerror(errno));
     } else {
+      for (auto& w : *workers) {
+        const int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (copy >= 0) w->reopen_access_log(copy);
+      }
       SLUICE_LOG(Info, "msg=\"access log reopened\" path=%s", access_path.c_str());
     }
     if (fd >= 0) ::close(fd);
@@ -318,7 +326,11 @@ struct Supervisor {
     log::set_level(to_log_level(cfg->log.level));
     warn_unverified(*cfg);
     current = gen;
-    for (unsigned w = 0; w < total; ++w) (*workers)[w]->reload(gen, std::move(fds[w]));
+    for (unsigned w = 0; w < total; ++w) {
+      if (!(*workers)[w]->reload(gen, std::move(fds[w]))) {
+        SLUICE_LOG(Error, "msg=\"worker missed the reload's listening sockets\" worker=%u", w);
+      }
+    }
     resolver->apply(gen);
     health->apply(gen, resolver->members());
     ++reloads;
@@ -422,8 +434,13 @@ int main(int argc, char** argv) {
   sup.total = nworkers;
   sup.current = gen;
   sup.config_path = args.config;
-  uv_async_init(sup.loop, &sup.worker_done, Supervisor::on_worker_done);
-  sup.worker_done.data = &sup;
+  sup.worker_done = std::make_unique<uv_poll_t[]>(nworkers);
+  for (unsigned i = 0; i < nworkers; ++i) {
+    if (workers[i]->control_fd() < 0) return 1;  // logged by the worker
+    uv_poll_init(sup.loop, &sup.worker_done[i], workers[i]->control_fd());
+    sup.worker_done[i].data = &sup;
+    uv_poll_start(&sup.worker_done[i], UV_READABLE, Supervisor::on_worker_done);
+  }
   uv_timer_init(sup.loop, &sup.drain_delay);
   sup.drain_delay.data = &sup;
   sup.access_fd = access_fd;
@@ -451,11 +468,7 @@ int main(int argc, char** argv) {
   std::vector<std::thread> threads;
   for (auto& w : workers) {
     proxy::Worker* wp = w.get();
-    threads.emplace_back([wp, &sup] {
-      wp->run();
-      sup.finished.fetch_add(1);
-      uv_async_send(&sup.worker_done);
-    });
+    threads.emplace_back([wp] { wp->run(); });
   }
   std::string addrs;
   for (const config::Listener& l : cfg->listeners) addrs += (addrs.empty() ? "" : ",") + l.addr.text;

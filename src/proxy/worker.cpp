@@ -2,15 +2,18 @@
 #include "proxy/worker.hpp"
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
-
 #include <cinttypes>
 #include <cstring>
 
 #include "core/log.hpp"
+#include "net/fd_channel.hpp"
 #include "proxy/session.hpp"
 
 namespace sluice::proxy {
@@ -36,34 +39,39 @@ Worker::Worker(unsigned index, unsigned worker_count, std::shared_ptr<const Gene
     : index_(index),
       worker_count_(worker_count),
       io_(&loop_),
-      listen_fds_(std::move(listen_fds)),
+      access_fd_(access_fd),
       access_log_(access_fd, gen->config->log.access_json),
       id_step_(worker_count),
       next_id_(index),
       jitter_rng_(static_cast<unsigned>(uv_hrtime()) ^ (index * 2654435761u)) {
-  uv_loop_init(&loop_);
-  // Initialised here, not in run(): stop() may be called (a signal right
-  // after start) before this worker's thread has begun. A stop that early is
-  // simply pending until the loop runs.
-  uv_async_init(&loop_, &async_, on_async);
-  async_.data = this;
   metrics_.io = &io_.counters;
   add_view(std::move(gen));
+  // SEQPACKET: each message keeps its bounds and its descriptors. Neither
+  // end ever waits: a worker whose loop is stuck makes post() fail, which
+  // is logged, instead of holding up the main thread.
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, control_) != 0) {
+    SLUICE_LOG(Error, "worker=%u msg=\"cannot make the control socket\" error=\"%s\"", index_,
+               std::strerror(errno));
+    control_[0] = control_[1] = -1;
+  }
+  // The loop itself is made in run(), on the worker's thread, once that has
+  // its own descriptor table: what libuv opens for it then lives there
+  // alone. Until then, what is posted waits on the control socket.
+  std::vector<int> fds;
+  for (int fd : listen_fds) {
+    if (fd >= 0) fds.push_back(fd);
+  }
+  post(PendingReload{nullptr, std::move(listen_fds)}, fds);
 }
 
 Worker::~Worker() {
   // Pools first: they give back what they counted in metrics_, which is
   // declared after them and so would otherwise be gone already.
   pools_.clear();
-  for (int fd : listen_fds_) {
+  // Descriptors posted and never taken are in flight inside the socket:
+  // they close with it.
+  for (int fd : control_) {
     if (fd >= 0) ::close(fd);
-  }
-  for (Pending& p : pending_) {
-    if (auto* r = std::get_if<PendingReload>(&p)) {
-      for (int fd : r->fds) {
-        if (fd >= 0) ::close(fd);
-      }
-    }
   }
 }
 
@@ -125,10 +133,23 @@ std::uint64_t Worker::jitter(std::uint64_t window_ms) noexcept {
 }
 
 void Worker::run() {
-  for (std::size_t i = 0; i < listen_fds_.size(); ++i) {
-    open_listener(i, listen_fds_[i]);
-    listen_fds_[i] = -1;  // the handle owns it now (or it is closed)
+  // Signals sent to the process are the main thread's: its loop has their
+  // handlers, which write to descriptors of the main thread's table. Faults
+  // stay with the thread that causes them.
+  sigset_t async;
+  sigfillset(&async);
+  for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT, SIGSYS}) sigdelset(&async, sig);
+  pthread_sigmask(SIG_BLOCK, &async, nullptr);
+  std::vector<int> keep{control_[1]};
+  if (access_fd_ >= 0) keep.push_back(access_fd_);
+  if (!net::own_descriptor_table(keep)) {
+    SLUICE_LOG(Info, "worker=%u msg=\"descriptor table shared with the process\" error=\"%s\"",
+               index_, std::strerror(errno));
   }
+  uv_loop_init(&loop_);
+  uv_poll_init(&loop_, &control_poll_, control_[1]);
+  control_poll_.data = this;
+  uv_poll_start(&control_poll_, UV_READABLE, on_control);
   uv_timer_init(&loop_, &drain_timer_);
   drain_timer_.data = this;
   uv_timer_init(&loop_, &flush_timer_);
@@ -136,6 +157,7 @@ void Worker::run() {
   uv_timer_init(&loop_, &accept_timer_);
   accept_timer_.data = this;
   if (access_log_.enabled()) uv_timer_start(&flush_timer_, on_flush, 1000, 1000);
+  take_posted();  // the first listening sockets, and whatever came since
 
   io_.run();  // the loop, driven by the sockets' edge-triggered poller
 
@@ -174,6 +196,22 @@ void Worker::run() {
                  io_.blocks().in_use());
     }
   }
+  // Whoever waits for the workers hears it on the control socket.
+  const ControlMessage over{0};
+  if (control_[1] >= 0) net::send_with_fds(control_[1], &over, sizeof over, nullptr, 0);
+}
+
+bool Worker::finished() noexcept {
+  for (;;) {
+    ControlMessage m{};
+    std::vector<int> fds;
+    bool lost = false;
+    const long r = control_[0] < 0 ? -EBADF : net::recv_with_fds(control_[0], &m, sizeof m, fds, lost);
+    for (int fd : fds) ::close(fd);  // the worker sends none
+    if (r <= 0) break;
+    if (r == sizeof m && m.seq == 0) run_over_ = true;
+  }
+  return run_over_;
 }
 
 void Worker::open_listener(std::size_t index, int fd) {
@@ -208,50 +246,136 @@ void Worker::open_listener(std::size_t index, int fd) {
 
 void Worker::stop() {
   stop_requested_.store(true);
-  uv_async_send(&async_);
+  std::vector<int> none;
+  post(PendingStop{}, none);
 }
 
-void Worker::reload(std::shared_ptr<const Generation> gen, std::vector<int> listen_fds) {
-  {
-    std::lock_guard<std::mutex> lock(pending_mutex_);
-    pending_.push_back(PendingReload{std::move(gen), std::move(listen_fds)});
+bool Worker::reload(std::shared_ptr<const Generation> gen, std::vector<int> listen_fds) {
+  std::vector<int> fds;
+  for (int fd : listen_fds) {
+    if (fd >= 0) fds.push_back(fd);
   }
-  uv_async_send(&async_);
+  return post(PendingReload{std::move(gen), std::move(listen_fds)}, fds);
 }
 
 void Worker::update_members(std::shared_ptr<const Generation> gen, std::size_t index,
                             std::shared_ptr<const Members> members) {
-  {
-    std::lock_guard<std::mutex> lock(pending_mutex_);
-    pending_.push_back(PendingMembers{std::move(gen), index, std::move(members)});
-  }
-  uv_async_send(&async_);
+  std::vector<int> none;
+  post(PendingMembers{std::move(gen), index, std::move(members)}, none);
 }
 
-void Worker::on_async(uv_async_t* a) noexcept {
-  auto* self = static_cast<Worker*>(a->data);
-  std::vector<Pending> pending;
+void Worker::reopen_access_log(int fd) {
+  std::vector<int> fds{fd};
+  post(PendingLog{}, fds);
+}
+
+// Any thread. The item is queued and its message sent under one lock, so
+// that the worker, taking items under the same lock, finds every message
+// waiting in the socket belongs to an item it holds (or to one whose
+// sending failed part way, which it drops). The caller's descriptors close
+// here whatever happens: once sent, the worker has its own.
+bool Worker::post(Pending item, std::vector<int>& fds) {
+  bool ok = true;
   {
-    std::lock_guard<std::mutex> lock(self->pending_mutex_);
-    pending.swap(self->pending_);
-  }
-  for (Pending& p : pending) {
-    const bool stopping = self->draining_ || self->stop_requested_.load();
-    if (auto* m = std::get_if<PendingMembers>(&p)) {
-      // Members still matter while draining: requests in flight pick too.
-      self->apply_members(*m);
-      continue;
-    }
-    auto& r = std::get<PendingReload>(p);
-    if (stopping) {
-      for (int fd : r.fds) {
-        if (fd >= 0) ::close(fd);
+    std::lock_guard<std::mutex> lock(pending_mutex_);
+    const ControlMessage m{++next_seq_};
+    std::size_t sent = 0;
+    do {  // at least one message, even with no descriptors: it wakes the worker
+      const std::size_t n = std::min(fds.size() - sent, net::kMaxFdsPerMessage);
+      const int r = control_[0] < 0 ? -EBADF
+                                    : net::send_with_fds(control_[0], &m, sizeof m, fds.data() + sent, n);
+      if (r < 0) {
+        SLUICE_LOG(Error, "worker=%u msg=\"cannot hand the worker its work\" error=\"%s\"", index_,
+                   std::strerror(-r));
+        ok = false;
+        break;
       }
-      continue;
-    }
-    self->apply_reload(std::move(r));
+      sent += n;
+    } while (sent < fds.size());
+    if (ok) pending_.push_back(Posted{m.seq, fds.size(), {}, std::move(item)});
   }
-  if (self->stop_requested_.load()) self->begin_drain();
+  for (int fd : fds) ::close(fd);
+  return ok;
+}
+
+void Worker::on_control(uv_poll_t* h, int status, int) noexcept {
+  auto* self = static_cast<Worker*>(h->data);
+  if (status < 0) {
+    SLUICE_LOG(Error, "worker=%u msg=\"control socket failed\" error=%s", self->index_,
+               uv_strerror(status));
+    uv_poll_stop(h);
+    return;
+  }
+  self->take_posted();
+}
+
+void Worker::take_posted() {
+  std::vector<Posted> items;
+  {
+    std::lock_guard<std::mutex> lock(pending_mutex_);
+    items.swap(pending_);
+    // Messages come in the order of their items; at is the item the next
+    // one may belong to.
+    std::size_t at = 0;
+    for (;;) {
+      ControlMessage m{};
+      std::vector<int> fds;
+      bool lost = false;
+      const long r = net::recv_with_fds(control_[1], &m, sizeof m, fds, lost);
+      if (r <= 0) break;  // -EAGAIN: nothing more waiting
+      while (at < items.size() && items[at].seq < m.seq) ++at;
+      if (r != sizeof m || at == items.size() || items[at].seq != m.seq) {
+        for (int fd : fds) ::close(fd);  // an item whose sending failed
+        continue;
+      }
+      if (lost) {
+        SLUICE_LOG(Error, "worker=%u msg=\"descriptors lost: out of descriptors\"", index_);
+      }
+      items[at].got.insert(items[at].got.end(), fds.begin(), fds.end());
+    }
+  }
+  for (Posted& p : items) {
+    const bool stopping = draining_ || stop_requested_.load();
+    if (auto* m = std::get_if<PendingMembers>(&p.item)) {
+      // Members still matter while draining: requests in flight pick too.
+      apply_members(*m);
+    } else if (std::holds_alternative<PendingLog>(p.item)) {
+      // In place of the old file under the same number, which the access
+      // log writes to.
+      if (!p.got.empty() && ::dup3(p.got.front(), access_fd_, O_CLOEXEC) < 0) {
+        SLUICE_LOG(Error, "worker=%u msg=\"cannot reopen the access log\" error=\"%s\"", index_,
+                   std::strerror(errno));
+      }
+    } else if (auto* r = std::get_if<PendingReload>(&p.item)) {
+      // The descriptors in the order of the entries they are for.
+      std::size_t k = 0;
+      for (int& fd : r->fds) {
+        if (fd < 0) continue;
+        fd = k < p.got.size() ? p.got[k] : -1;
+        if (k < p.got.size()) p.got[k] = -1;  // owned by the entry now
+        ++k;
+      }
+      if (!r->gen) {
+        for (std::size_t i = 0; i < r->fds.size(); ++i) {
+          if (r->fds[i] >= 0) open_listener(i, r->fds[i]);
+        }
+      } else if (stopping) {
+        for (int fd : r->fds) {
+          if (fd >= 0) ::close(fd);
+        }
+      } else {
+        apply_reload(std::move(*r));
+      }
+    }
+    if (p.got.size() < p.fds) {
+      SLUICE_LOG(Error, "worker=%u msg=\"descriptors missing\" expected=%zu got=%zu", index_,
+                 p.fds, p.got.size());
+    }
+    for (int fd : p.got) {
+      if (fd >= 0) ::close(fd);
+    }
+  }
+  if (stop_requested_.load()) begin_drain();
 }
 
 void Worker::apply_reload(PendingReload r) {
@@ -429,7 +553,7 @@ void Worker::maybe_done() {
   if (done_ || session_count_ != 0) return;
   done_ = true;
   for (PoolSlot& p : pools_) p.pool->close_idle();
-  uv_close(as_handle(&async_), nullptr);
+  uv_close(as_handle(&control_poll_), nullptr);
   uv_close(as_handle(&drain_timer_), nullptr);
   uv_close(as_handle(&flush_timer_), nullptr);
   uv_close(as_handle(&accept_timer_), nullptr);

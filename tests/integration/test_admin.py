@@ -152,6 +152,23 @@ class Metrics(AdminCase):
         self.assertEqual(admin_get(self.admin_port, "/metrics", "POST")[0], 405)
         self.assertEqual(admin_get(self.admin_port, "/nope")[0], 404)
 
+    def test_moved_by_reload_the_old_port_is_closed(self):
+        # The admin socket is opened before the workers start. Each worker
+        # takes a descriptor table of its own and must not keep a copy of
+        # it: the old port would then stay bound and take connections that
+        # nobody serves.
+        app = self.backend("app")
+        doc = self.with_admin(base_config([upstream("app", [app])], server={"workers": 2}))
+        s = Sluice(self.tmp, doc).start()
+        self.addCleanup(self._stop_sluice, s)
+        old = self.admin_port
+        self.assertEqual(admin_get(old, "/healthz")[::2], (200, "ok\n"))
+        s.reload(self.with_admin(doc))
+        self.assertNotEqual(self.admin_port, old)
+        self.assertEqual(admin_get(self.admin_port, "/healthz")[::2], (200, "ok\n"))
+        self.assertTrue(connect_refused(old), "the old admin port still accepts")
+        self.assertEqual(self.get(s.port, "/after").status, 200)
+
 
 class AdminConfig(AdminCase):
 
