@@ -41,7 +41,8 @@ struct RelayLimits {
 
 class RelayListener {
  public:
-  // Data frame bytes arrived (idle timers count data, not pings).
+  // Data frame bytes arrived (idle timers count data, not pings): once per
+  // feed that brought any, after its frames.
   virtual void on_data_frame() {}
   // A new data message starts (its first frame's header arrived, nothing of
   // it went out yet); return false to refuse it: the sender is failed with
@@ -125,6 +126,7 @@ class FrameRelay final : private FrameHandler {
   bool header_pending_ = false;  // a text frame's header waits for its first checked bytes
   bool muted_ = false;           // nothing more goes out
   bool mute_after_frame_ = false;
+  bool data_seen_ = false;       // this feed brought data frame bytes
   // the data frame's new header: in the read block over the old one (raw,
   // valid during the feed that brought it), else out_hdr_ to be copied
   std::array<std::uint8_t, kMaxHeaderBytes> out_hdr_{};
