@@ -37,14 +37,6 @@ void apply_mask(std::uint8_t* data, std::size_t n, const MaskKey& key, std::uint
   }
 }
 
-MaskKey MaskKeySource::next() {
-  if (used_ == kBatch) refill();
-  MaskKey k;
-  std::memcpy(k.data(), pool_.data() + used_ * 4, 4);
-  ++used_;
-  return k;
-}
-
 void MaskKeySource::refill() {
   // Without the CSPRNG there are no safe masking keys: a predictable key
   // would let a client poison caches between us and the upstream (RFC 6455

@@ -11,6 +11,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 namespace sluice::ws {
 
@@ -30,11 +31,19 @@ inline void remask(std::uint8_t* data, std::size_t n, const MaskKey& from, const
 }
 
 // Fresh masking keys for one worker (not thread-safe; one per worker).
-// RAND_bytes is called once per kBatch keys, not once per frame.
+// RAND_bytes is called once per kBatch keys, not once per frame: a call
+// costs a fixed part plus a part per byte, and at 1024 keys (4 KiB per
+// worker) the fixed part is a few instructions a key.
 class MaskKeySource {
  public:
-  static constexpr std::size_t kBatch = 256;
-  MaskKey next();
+  static constexpr std::size_t kBatch = 1024;
+  MaskKey next() {
+    if (used_ == kBatch) refill();
+    MaskKey k;
+    std::memcpy(k.data(), pool_.data() + used_ * 4, 4);
+    ++used_;
+    return k;
+  }
 
  private:
   void refill();
