@@ -25,8 +25,12 @@ void apply_mask(std::uint8_t* data, std::size_t n, const MaskKey& key, std::uint
 // Unmask with `from` and mask with `to` in one pass.
 inline void remask(std::uint8_t* data, std::size_t n, const MaskKey& from, const MaskKey& to,
                    std::uint64_t offset) noexcept {
-  const MaskKey both{static_cast<std::uint8_t>(from[0] ^ to[0]), static_cast<std::uint8_t>(from[1] ^ to[1]),
-                     static_cast<std::uint8_t>(from[2] ^ to[2]), static_cast<std::uint8_t>(from[3] ^ to[3])};
+  std::uint32_t a, b;
+  std::memcpy(&a, from.data(), 4);
+  std::memcpy(&b, to.data(), 4);
+  a ^= b;  // byte by byte, as XOR is
+  MaskKey both;
+  std::memcpy(both.data(), &a, 4);
   apply_mask(data, n, both, offset);
 }
 
