@@ -111,17 +111,11 @@ FrameParser::Result FrameParser::fail(FrameError e, std::size_t consumed) noexce
   return {Status::Error, consumed};
 }
 
-// The first two bytes settle everything but the extended length and the key.
-// On success header_ holds all but those (rsv2 and rsv3 stay false: a frame
-// with either set never gets past here) and need_ is 2 plus the extended
-// length bytes.
-FrameError FrameParser::check_first_bytes(std::uint8_t b0, std::uint8_t b1) noexcept {
+// The first byte against the opcode and RSV rules and the message state.
+FrameError FrameParser::check_first_byte(std::uint8_t b0, std::uint8_t len7) const noexcept {
   const bool fin = (b0 & 0x80) != 0;
   const bool rsv1 = (b0 & 0x40) != 0;
   const std::uint8_t opcode = b0 & 0x0F;
-  const bool masked = (b1 & 0x80) != 0;
-  const std::uint8_t len7 = b1 & 0x7F;
-
   if (reserved_opcode(opcode)) return FrameError::ReservedOpcode;
   if ((b0 & 0x30) != 0) return FrameError::ReservedBits;  // RSV2, RSV3
   // RFC 7692 6.1: the compressed bit goes on the first frame of a data
@@ -137,14 +131,29 @@ FrameError FrameParser::check_first_bytes(std::uint8_t b0, std::uint8_t b1) noex
   } else if (message_open_) {
     return FrameError::MessageNotFinished;
   }
-  if (role_ == Role::FromClient && !masked) return FrameError::MaskRequired;
-  if (role_ == Role::FromServer && masked) return FrameError::MaskForbidden;
+  return FrameError::None;
+}
+
+// The first two bytes settle everything but the extended length and the key.
+// On success header_ holds all but those (rsv2 and rsv3 stay false: a frame
+// with either set never gets past here) and need_ is 2 plus the extended
+// length bytes.
+FrameError FrameParser::check_first_bytes(std::uint8_t b0, std::uint8_t b1) noexcept {
+  const bool masked = (b1 & 0x80) != 0;
+  const std::uint8_t len7 = b1 & 0x7F;
+  // Most frames are a whole text or binary message, no RSV bit, no message
+  // open: every check of the first byte passes for them, so it is skipped.
+  const bool plain = (b0 == (0x80 | kText) || b0 == (0x80 | kBinary)) && !message_open_;
+  if (!plain) {
+    if (FrameError e = check_first_byte(b0, len7); e != FrameError::None) return e;
+  }
+  if (masked != must_mask_) return must_mask_ ? FrameError::MaskRequired : FrameError::MaskForbidden;
 
   // Written field by field: building a FrameHeader and copying it over
-  // header_ cost more than all the checks above.
-  header_.fin = fin;
-  header_.rsv1 = rsv1;
-  header_.opcode = opcode;
+  // header_ cost more than all the checks.
+  header_.fin = (b0 & 0x80) != 0;
+  header_.rsv1 = (b0 & 0x40) != 0;
+  header_.opcode = b0 & 0x0F;
   header_.masked = masked;
   header_.length = len7;
   need_ = static_cast<std::uint8_t>(2 + extended_length_bytes(len7));

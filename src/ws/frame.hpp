@@ -108,7 +108,7 @@ class FrameParser {
   // RFC 7692): RSV1 may then be set on the first frame of a data message, and
   // nowhere else.
   FrameParser(Role role, FrameHandler& handler, bool allow_rsv1 = false) noexcept
-      : handler_(handler), role_(role), allow_rsv1_(allow_rsv1) {}
+      : handler_(handler), must_mask_(role == Role::FromClient), allow_rsv1_(allow_rsv1) {}
   FrameParser(const FrameParser&) = delete;
   FrameParser& operator=(const FrameParser&) = delete;
 
@@ -140,6 +140,7 @@ class FrameParser {
     Dead,     // error_ set; feed() refuses everything
   };
 
+  FrameError check_first_byte(std::uint8_t b0, std::uint8_t len7) const noexcept;
   FrameError check_first_bytes(std::uint8_t b0, std::uint8_t b1) noexcept;
   FrameError check_length(const std::uint8_t* ext) noexcept;
   Result fail(FrameError e, std::size_t consumed) noexcept;
@@ -147,7 +148,7 @@ class FrameParser {
   bool end_frame() noexcept;
 
   FrameHandler& handler_;
-  Role role_;
+  bool must_mask_;  // the role's rule: a client masks every frame, a server none
   bool allow_rsv1_;
   State state_ = State::Start;
   FrameError error_ = FrameError::None;
