@@ -55,7 +55,9 @@ Verdict FrameRelay::on_frame_header(const FrameHeader& h) {
   }
   if (h.length > limits_.max_frame_bytes) return refuse(1009, "frame over max_frame_bytes");
   if (h.opcode != kContinuation) {  // first frame of a message
-    if (!listener_.on_message_start()) return refuse(1008, "message rate over the limit");
+    if (limits_.ask_message_start && !listener_.on_message_start()) {
+      return refuse(1008, "message rate over the limit");
+    }
     message_bytes_ = 0;
     text_ = h.opcode == kText && limits_.validate_utf8 && !h.rsv1;  // compressed: not checkable
     utf8_.reset();

@@ -37,6 +37,9 @@ struct RelayLimits {
   std::uint64_t max_message_bytes = 4 << 20;
   bool validate_utf8 = true;
   bool allow_rsv1 = false;  // permessage-deflate passed through
+  // The listener is asked before each data message (on_message_start);
+  // false when it would always say yes, which saves a call per message.
+  bool ask_message_start = true;
 };
 
 class RelayListener {
