@@ -13,30 +13,18 @@ BlockPool::~BlockPool() {
   }
 }
 
-Block* BlockPool::get() {
-  Block* b = free_;
-  if (b) {
-    free_ = b->next_free;
-    --free_count_;
-  } else {
-    b = static_cast<Block*>(::operator new(sizeof(Block)));
-    b->pool = this;
-  }
+Block* BlockPool::get_new() {
+  auto* b = static_cast<Block*>(::operator new(sizeof(Block)));
+  b->pool = this;
   b->next_free = nullptr;
   b->refs = 1;
   ++in_use_;
   return b;
 }
 
-void BlockPool::recycle(Block* b) noexcept {
+void BlockPool::release(Block* b) noexcept {
   --in_use_;
-  if (free_count_ >= max_free_) {
-    ::operator delete(b);
-    return;
-  }
-  b->next_free = free_;
-  free_ = b;
-  ++free_count_;
+  ::operator delete(b);
 }
 
 }  // namespace sluice

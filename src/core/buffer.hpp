@@ -39,15 +39,36 @@ class BlockPool {
   BlockPool(const BlockPool&) = delete;
   BlockPool& operator=(const BlockPool&) = delete;
 
-  // A block with one reference, owned by the caller.
-  Block* get();
+  // A block with one reference, owned by the caller. Inline, like
+  // recycle(): both run for every read.
+  Block* get() {
+    Block* b = free_;
+    if (b == nullptr) return get_new();
+    free_ = b->next_free;
+    --free_count_;
+    b->next_free = nullptr;
+    b->refs = 1;
+    ++in_use_;
+    return b;
+  }
   // Called when the last reference drops.
-  void recycle(Block* b) noexcept;
+  void recycle(Block* b) noexcept {
+    if (free_count_ >= max_free_) {
+      release(b);
+      return;
+    }
+    --in_use_;
+    b->next_free = free_;
+    free_ = b;
+    ++free_count_;
+  }
 
   std::size_t in_use() const noexcept { return in_use_; }
   std::size_t free_count() const noexcept { return free_count_; }
 
  private:
+  Block* get_new();               // the free list is empty
+  void release(Block* b) noexcept;  // the free list is full
   Block* free_ = nullptr;
   std::size_t free_count_ = 0;
   std::size_t in_use_ = 0;

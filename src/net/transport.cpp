@@ -105,16 +105,7 @@ void OutBatch::append_copy(std::string_view bytes) {
   bytes_ += bytes.size();
 }
 
-void OutBatch::append_block(Block* block, const char* p, std::size_t n) {
-  if (n == 0) return;
-  if (!segs_.empty()) {
-    Segment& last = segs_.back();
-    if (last.block == block && last.ptr + last.len == p) {  // contiguous in the same block
-      last.len += n;
-      bytes_ += n;
-      return;
-    }
-  }
+void OutBatch::add_block(Block* block, const char* p, std::size_t n) {
   block->ref();
   segs_.push_back(Segment{block, p, 0, n});
   bytes_ += n;
@@ -142,11 +133,8 @@ void OutBatch::swap(OutBatch& other) noexcept {
 }
 
 void OutBatch::to_bufs(std::vector<uv_buf_t>& out) const {
-  out.clear();
-  for (const Segment& s : segs_) {
-    char* base = s.block ? const_cast<char*>(s.ptr) : const_cast<char*>(owned_.data()) + s.offset;
-    out.push_back(uv_buf_init(base, static_cast<unsigned>(s.len)));
-  }
+  out.resize(segs_.size());
+  for (std::size_t i = 0; i < segs_.size(); ++i) out[i] = buf_of(segs_[i]);
 }
 
 // ---- IoContext
@@ -533,11 +521,19 @@ int TcpTransport::write(OutBatch& batch) {
   std::size_t done = 0;
   if (!queue_ && !connecting_) {
     // Nothing queued: send now. Most writes end here, with nothing queued
-    // and no system call but the send.
-    std::vector<uv_buf_t>& bufs = io_.scratch_bufs();
-    batch.to_bufs(bufs);
+    // and no system call but the send; most are one segment, sent from a
+    // uv_buf_t on the stack.
+    uv_buf_t one;
+    uv_buf_t* bufs = &one;
+    std::size_t count = 1;
+    if (!batch.one_buf(one)) {
+      std::vector<uv_buf_t>& scratch = io_.scratch_bufs();
+      batch.to_bufs(scratch);
+      bufs = scratch.data();
+      count = scratch.size();
+    }
     std::size_t first = 0;
-    const Sent sent = send_bufs(fd_, bufs.data(), bufs.size(), first);
+    const Sent sent = send_bufs(fd_, bufs, count, first);
     if (sent.error < 0) {
       batch.clear();
       return sent.error;

@@ -36,7 +36,20 @@ class OutBatch {
 
   void append_copy(std::string_view bytes);
   // Takes a reference on `block`; [p, p+n) must lie inside block->data.
-  void append_block(Block* block, const char* p, std::size_t n);
+  // Inline for the case of every relayed frame: bytes right after the last
+  // slice of the same block (a payload after its header) extend that slice.
+  void append_block(Block* block, const char* p, std::size_t n) {
+    if (n == 0) return;
+    if (!segs_.empty()) {
+      Segment& last = segs_.back();
+      if (last.block == block && last.ptr + last.len == p) {
+        last.len += n;
+        bytes_ += n;
+        return;
+      }
+    }
+    add_block(block, p, n);
+  }
   std::size_t bytes() const noexcept { return bytes_; }
   bool empty() const noexcept { return bytes_ == 0; }
   void clear() noexcept;
@@ -46,6 +59,14 @@ class OutBatch {
   // Fills `out` with one uv_buf_t per segment. The batch must not change
   // until the write that uses them completes.
   void to_bufs(std::vector<uv_buf_t>& out) const;
+  // True when the batch is one segment (a small frame, or the frames of one
+  // read, in one slice of its block), given as `out`: a write needs no iovec
+  // array for it. The same lifetime rule as to_bufs.
+  bool one_buf(uv_buf_t& out) const noexcept {
+    if (segs_.size() != 1) return false;
+    out = buf_of(segs_.front());
+    return true;
+  }
 
  private:
   struct Segment {
@@ -54,6 +75,13 @@ class OutBatch {
     std::size_t offset;  // valid when block == nullptr
     std::size_t len;
   };
+  void add_block(Block* block, const char* p, std::size_t n);
+  uv_buf_t buf_of(const Segment& s) const noexcept {
+    uv_buf_t b;  // set field by field: libuv orders them differently per platform
+    b.base = s.block ? const_cast<char*>(s.ptr) : const_cast<char*>(owned_.data()) + s.offset;
+    b.len = s.len;
+    return b;
+  }
   std::vector<Segment> segs_;
   std::string owned_;
   std::size_t bytes_ = 0;

@@ -382,11 +382,11 @@ void Session::ws_peer_gone(bool client) {
 bool Session::ws_write(bool client) {
   WsState& ws = *ws_;
   net::OutBatch& out = client ? to_client_ : to_upstream_;
+  if (out.empty()) return true;  // most calls: the event fed the other direction
   if ((client ? ws.client : ws.upstream).gone || (!client && !up_)) {
     out.clear();
     return true;
   }
-  if (out.empty()) return true;
   net::Transport& t = client ? *client_ : up_->transport();
   if (t.write(out) < 0) {
     out.clear();
@@ -419,13 +419,15 @@ void Session::ws_after_io() {
   WsState& ws = *ws_;
   if (ws.deferred_now) ws_send_deferred();
   // A close waiting for the end of a frame: the frame ended, or its sender
-  // can no longer end it.
-  for (const bool client : {true, false}) {
-    WsState::Side& side = client ? ws.client : ws.upstream;
-    const WsState::Side& sender = client ? ws.upstream : ws.client;
-    const ws::FrameRelay& feeding = client ? ws.u2c : ws.c2u;
-    if (side.close_pending && (!feeding.output_mid_frame() || sender.in_closed || sender.gone)) {
-      ws_send_close(client, side.pending_code, side.pending_reason);
+  // can no longer end it. (Rare: the loop is skipped when none waits.)
+  if (ws.client.close_pending || ws.upstream.close_pending) {
+    for (const bool client : {true, false}) {
+      WsState::Side& side = client ? ws.client : ws.upstream;
+      const WsState::Side& sender = client ? ws.upstream : ws.client;
+      const ws::FrameRelay& feeding = client ? ws.u2c : ws.c2u;
+      if (side.close_pending && (!feeding.output_mid_frame() || sender.in_closed || sender.gone)) {
+        ws_send_close(client, side.pending_code, side.pending_reason);
+      }
     }
   }
   if (ws.ping_due) ws_send_ping();
@@ -443,10 +445,9 @@ void Session::ws_after_io() {
     if (!again) break;
   }
 
-  const std::uint64_t now = uv_now(w_.io().loop());
   if (ws.close_deadline_ms == 0 &&
       (ws.client.out_closed || ws.client.in_closed || ws.upstream.out_closed || ws.upstream.in_closed)) {
-    ws.close_deadline_ms = now + kCloseTimeoutMs;
+    ws.close_deadline_ms = uv_now(w_.io().loop()) + kCloseTimeoutMs;
   }
   if (ws.client.in_closed && ws.client.out_closed && ws.upstream.in_closed &&
       ws.upstream.out_closed) {

@@ -52,11 +52,13 @@ struct Session::WsState {
       : conf(conf),
         c2u_events(s, true),
         u2c_events(s, false),
-        c2u(ws::Role::FromClient, limits_of(conf, deflate), &keys, c2u_events),
-        u2c(ws::Role::FromServer, limits_of(conf, deflate), nullptr, u2c_events),
+        c2u(ws::Role::FromClient, limits_of(conf, deflate, true), &keys, c2u_events),
+        u2c(ws::Role::FromServer, limits_of(conf, deflate, false), nullptr, u2c_events),
         keys(keys) {}
-  static ws::RelayLimits limits_of(const config::RouteWebSocket& conf, bool deflate) {
-    return {conf.max_frame_bytes, conf.max_message_bytes, conf.validate_utf8, deflate};
+  // Only client messages are rate-limited (Direction::on_message_start).
+  static ws::RelayLimits limits_of(const config::RouteWebSocket& conf, bool deflate, bool from_client) {
+    return {conf.max_frame_bytes, conf.max_message_bytes, conf.validate_utf8, deflate,
+            from_client && conf.max_messages_per_second > 0};
   }
 
   const config::RouteWebSocket& conf;

@@ -52,6 +52,11 @@ bool valid_utf8(const std::uint8_t* p, std::size_t n) noexcept {
 
 bool reserved_opcode(std::uint8_t op) noexcept { return (op >= 0x3 && op <= 0x7) || op >= 0xB; }
 
+// Bytes of extended length that follow the 7-bit length field.
+std::size_t extended_length_bytes(std::uint8_t len7) noexcept {
+  return len7 == 126 ? 2 : len7 == 127 ? 8 : 0;
+}
+
 // Codes an endpoint may put on the wire (RFC 6455 7.4.1, 7.4.2 and the IANA
 // registry): 1004-1006 and 1015 are reserved or local-only, 1016-2999 are
 // for future RFCs, 5000 and up are undefined.
@@ -106,51 +111,65 @@ FrameParser::Result FrameParser::fail(FrameError e, std::size_t consumed) noexce
   return {Status::Error, consumed};
 }
 
-// The first two bytes settle everything but the extended length and the key.
-FrameError FrameParser::check_first_bytes() noexcept {
-  const std::uint8_t b0 = hdr_[0], b1 = hdr_[1];
-  FrameHeader h;
-  h.fin = (b0 & 0x80) != 0;
-  h.rsv1 = (b0 & 0x40) != 0;
-  h.rsv2 = (b0 & 0x20) != 0;
-  h.rsv3 = (b0 & 0x10) != 0;
-  h.opcode = b0 & 0x0F;
-  h.masked = (b1 & 0x80) != 0;
-  const std::uint8_t len7 = b1 & 0x7F;
-
-  if (reserved_opcode(h.opcode)) return FrameError::ReservedOpcode;
-  if (h.rsv2 || h.rsv3) return FrameError::ReservedBits;
+// The first byte against the opcode and RSV rules and the message state.
+FrameError FrameParser::check_first_byte(std::uint8_t b0, std::uint8_t len7) const noexcept {
+  const bool fin = (b0 & 0x80) != 0;
+  const bool rsv1 = (b0 & 0x40) != 0;
+  const std::uint8_t opcode = b0 & 0x0F;
+  if (reserved_opcode(opcode)) return FrameError::ReservedOpcode;
+  if ((b0 & 0x30) != 0) return FrameError::ReservedBits;  // RSV2, RSV3
   // RFC 7692 6.1: the compressed bit goes on the first frame of a data
   // message only, never on continuations or control frames.
-  if (h.rsv1 && !(allow_rsv1_ && (h.opcode == kText || h.opcode == kBinary))) {
+  if (rsv1 && !(allow_rsv1_ && (opcode == kText || opcode == kBinary))) {
     return FrameError::ReservedBits;
   }
-  if (is_control(h.opcode)) {
-    if (!h.fin) return FrameError::FragmentedControl;
+  if (is_control(opcode)) {
+    if (!fin) return FrameError::FragmentedControl;
     if (len7 > kMaxControlPayload) return FrameError::ControlTooLong;
-  } else if (h.opcode == kContinuation) {
+  } else if (opcode == kContinuation) {
     if (!message_open_) return FrameError::UnexpectedContinuation;
   } else if (message_open_) {
     return FrameError::MessageNotFinished;
   }
-  if (role_ == Role::FromClient && !h.masked) return FrameError::MaskRequired;
-  if (role_ == Role::FromServer && h.masked) return FrameError::MaskForbidden;
-
-  h.length = len7;
-  header_ = h;
-  need_ = static_cast<std::uint8_t>(2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0));
   return FrameError::None;
 }
 
-// With the extended length in (need_ bytes): its value, minimal and < 2^63.
-FrameError FrameParser::check_length() noexcept {
+// The first two bytes settle everything but the extended length and the key.
+// On success header_ holds all but those (rsv2 and rsv3 stay false: a frame
+// with either set never gets past here) and need_ is 2 plus the extended
+// length bytes.
+FrameError FrameParser::check_first_bytes(std::uint8_t b0, std::uint8_t b1) noexcept {
+  const bool masked = (b1 & 0x80) != 0;
+  const std::uint8_t len7 = b1 & 0x7F;
+  // Most frames are a whole text or binary message, no RSV bit, no message
+  // open: every check of the first byte passes for them, so it is skipped.
+  const bool plain = (b0 == (0x80 | kText) || b0 == (0x80 | kBinary)) && !message_open_;
+  if (!plain) {
+    if (FrameError e = check_first_byte(b0, len7); e != FrameError::None) return e;
+  }
+  if (masked != must_mask_) return must_mask_ ? FrameError::MaskRequired : FrameError::MaskForbidden;
+
+  // Written field by field: building a FrameHeader and copying it over
+  // header_ cost more than all the checks.
+  header_.fin = (b0 & 0x80) != 0;
+  header_.rsv1 = (b0 & 0x40) != 0;
+  header_.opcode = b0 & 0x0F;
+  header_.masked = masked;
+  header_.length = len7;
+  need_ = static_cast<std::uint8_t>(2 + extended_length_bytes(len7));
+  return FrameError::None;
+}
+
+// With the extended length in (need_ - 2 bytes at ext, big-endian): its
+// value, minimal and < 2^63.
+FrameError FrameParser::check_length(const std::uint8_t* ext) noexcept {
   if (need_ == 4) {
-    const std::uint64_t v = (std::uint64_t{hdr_[2]} << 8) | hdr_[3];
+    const std::uint64_t v = (std::uint64_t{ext[0]} << 8) | ext[1];
     if (v < 126) return FrameError::NonMinimalLength;
     header_.length = v;
   } else if (need_ == 10) {
     std::uint64_t v = 0;
-    for (std::size_t i = 2; i < 10; ++i) v = (v << 8) | hdr_[i];
+    for (std::size_t i = 0; i < 8; ++i) v = (v << 8) | ext[i];
     if ((v >> 63) != 0) return FrameError::LengthMsbSet;
     if (v <= 0xFFFF) return FrameError::NonMinimalLength;
     header_.length = v;
@@ -165,11 +184,26 @@ bool FrameParser::end_frame() noexcept {
   return handler_.on_frame_end() == Verdict::Continue;
 }
 
+// header_ is complete and checked: the message state moves on, the handler
+// sees the header, and the payload (if any) is due next. False when the
+// handler refused the header or the end of an empty frame.
+bool FrameParser::begin_frame() noexcept {
+  if (!is_control(header_.opcode)) {
+    if (header_.opcode != kContinuation) message_opcode_ = header_.opcode;
+    message_open_ = !header_.fin;
+  }
+  state_ = State::Start;
+  if (handler_.on_frame_header(header_) != Verdict::Continue) return false;
+  if (header_.length == 0) return end_frame();
+  state_ = State::Payload;
+  remaining_ = header_.length;
+  offset_ = 0;
+  return true;
+}
+
 FrameParser::Result FrameParser::feed(std::uint8_t* p, std::size_t n) noexcept {
   if (state_ == State::Dead) return {Status::Error, 0};
   std::size_t off = 0;
-  constexpr std::size_t kBefore = static_cast<std::size_t>(-1);
-  std::size_t header_at = kBefore;  // where the header being gathered began in p
   while (off < n) {
     if (state_ == State::Payload) {
       const std::size_t take =
@@ -182,45 +216,51 @@ FrameParser::Result FrameParser::feed(std::uint8_t* p, std::size_t n) noexcept {
       if (remaining_ == 0 && !end_frame()) return fail(FrameError::Rejected, off);
       continue;
     }
-    // A header stage: gather its bytes, then check them. Stages with no
-    // bytes of their own (no extended length, no key) pass straight through.
+    if (hdr_len_ == 0 && n - off >= 2) {
+      // A header that starts here and lies whole in the span (the usual
+      // case) is read where it is, with the checks in the staged order and
+      // each error at the offset the staged path would give it.
+      std::uint8_t* h = p + off;
+      const std::size_t size = 2 + extended_length_bytes(h[1] & 0x7F) + ((h[1] & 0x80) ? 4 : 0);
+      if (n - off >= size) {
+        if (FrameError e = check_first_bytes(h[0], h[1]); e != FrameError::None) return fail(e, off + 2);
+        if (FrameError e = check_length(h + 2); e != FrameError::None) return fail(e, off + need_);
+        if (header_.masked) std::memcpy(header_.mask.data(), h + size - 4, 4);
+        header_.raw = h;
+        header_.raw_size = static_cast<std::uint8_t>(size);
+        need_ = 2;
+        off += size;
+        if (!begin_frame()) return fail(FrameError::Rejected, off);
+        continue;
+      }
+    }
+    // A header split across feeds: its bytes gather in hdr_, each stage
+    // checked as soon as its bytes are in. Stages with no bytes of their
+    // own (no extended length, no key) pass straight through.
     const std::size_t take = std::min<std::size_t>(need_ - hdr_len_, n - off);
-    if (hdr_len_ == 0) header_at = off;
     std::memcpy(hdr_.data() + hdr_len_, p + off, take);
     hdr_len_ = static_cast<std::uint8_t>(hdr_len_ + take);
     off += take;
     if (hdr_len_ < need_) break;  // the span is used up
     if (state_ == State::Start) {
-      if (FrameError e = check_first_bytes(); e != FrameError::None) return fail(e, off);
+      if (FrameError e = check_first_bytes(hdr_[0], hdr_[1]); e != FrameError::None) return fail(e, off);
       state_ = State::Length;
       if (hdr_len_ < need_) continue;
     }
     if (state_ == State::Length) {
-      if (FrameError e = check_length(); e != FrameError::None) return fail(e, off);
+      if (FrameError e = check_length(hdr_.data() + 2); e != FrameError::None) return fail(e, off);
       state_ = State::MaskKey;
       need_ = static_cast<std::uint8_t>(need_ + (header_.masked ? 4 : 0));
       if (hdr_len_ < need_) continue;
     }
-    // State::MaskKey, complete.
+    // State::MaskKey, complete. A header that lay whole in this span took
+    // the path above, so this one began in an earlier feed: no raw bytes.
     if (header_.masked) std::memcpy(header_.mask.data(), hdr_.data() + hdr_len_ - 4, 4);
-    header_.raw = header_at == kBefore ? nullptr : p + header_at;
-    header_.raw_size = header_at == kBefore ? 0 : hdr_len_;
-    header_at = kBefore;
+    header_.raw = nullptr;
+    header_.raw_size = 0;
     hdr_len_ = 0;
     need_ = 2;
-    if (!is_control(header_.opcode)) {
-      if (header_.opcode != kContinuation) message_opcode_ = header_.opcode;
-      message_open_ = !header_.fin;
-    }
-    state_ = State::Start;
-    if (handler_.on_frame_header(header_) != Verdict::Continue) return fail(FrameError::Rejected, off);
-    if (header_.length == 0) {
-      if (!end_frame()) return fail(FrameError::Rejected, off);
-      continue;
-    }
-    state_ = State::Payload;
-    remaining_ = header_.length;
-    offset_ = 0;
+    if (!begin_frame()) return fail(FrameError::Rejected, off);
   }
   return {Status::Ok, off};
 }

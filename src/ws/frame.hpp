@@ -108,7 +108,7 @@ class FrameParser {
   // RFC 7692): RSV1 may then be set on the first frame of a data message, and
   // nowhere else.
   FrameParser(Role role, FrameHandler& handler, bool allow_rsv1 = false) noexcept
-      : handler_(handler), role_(role), allow_rsv1_(allow_rsv1) {}
+      : handler_(handler), must_mask_(role == Role::FromClient), allow_rsv1_(allow_rsv1) {}
   FrameParser(const FrameParser&) = delete;
   FrameParser& operator=(const FrameParser&) = delete;
 
@@ -128,9 +128,10 @@ class FrameParser {
   bool in_frame() const noexcept { return state_ == State::Payload; }
 
  private:
-  // Header bytes gather in hdr_ (hdr_len_ of them) until need_ are there;
-  // each stage is checked as soon as its bytes are in, so an error is
-  // reported at the same offset whatever the split.
+  // A header that lies whole in the span given to feed() is read in place.
+  // One split across feeds gathers in hdr_ (hdr_len_ of them) until need_
+  // are there; each stage is checked as soon as its bytes are in, so an
+  // error is reported at the same offset whatever the split.
   enum class State : std::uint8_t {
     Start,    // need_ == 2: opcode, flags, 7-bit length, mask bit
     Length,   // header_ has all but length and mask; need_ = 2 + extended length bytes
@@ -139,13 +140,15 @@ class FrameParser {
     Dead,     // error_ set; feed() refuses everything
   };
 
-  FrameError check_first_bytes() noexcept;
-  FrameError check_length() noexcept;
+  FrameError check_first_byte(std::uint8_t b0, std::uint8_t len7) const noexcept;
+  FrameError check_first_bytes(std::uint8_t b0, std::uint8_t b1) noexcept;
+  FrameError check_length(const std::uint8_t* ext) noexcept;
   Result fail(FrameError e, std::size_t consumed) noexcept;
+  bool begin_frame() noexcept;
   bool end_frame() noexcept;
 
   FrameHandler& handler_;
-  Role role_;
+  bool must_mask_;  // the role's rule: a client masks every frame, a server none
   bool allow_rsv1_;
   State state_ = State::Start;
   FrameError error_ = FrameError::None;

@@ -11,6 +11,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 namespace sluice::ws {
 
@@ -24,17 +25,29 @@ void apply_mask(std::uint8_t* data, std::size_t n, const MaskKey& key, std::uint
 // Unmask with `from` and mask with `to` in one pass.
 inline void remask(std::uint8_t* data, std::size_t n, const MaskKey& from, const MaskKey& to,
                    std::uint64_t offset) noexcept {
-  const MaskKey both{static_cast<std::uint8_t>(from[0] ^ to[0]), static_cast<std::uint8_t>(from[1] ^ to[1]),
-                     static_cast<std::uint8_t>(from[2] ^ to[2]), static_cast<std::uint8_t>(from[3] ^ to[3])};
+  std::uint32_t a, b;
+  std::memcpy(&a, from.data(), 4);
+  std::memcpy(&b, to.data(), 4);
+  a ^= b;  // byte by byte, as XOR is
+  MaskKey both;
+  std::memcpy(both.data(), &a, 4);
   apply_mask(data, n, both, offset);
 }
 
 // Fresh masking keys for one worker (not thread-safe; one per worker).
-// RAND_bytes is called once per kBatch keys, not once per frame.
+// RAND_bytes is called once per kBatch keys, not once per frame: a call
+// costs a fixed part plus a part per byte, and at 1024 keys (4 KiB per
+// worker) the fixed part is a few instructions a key.
 class MaskKeySource {
  public:
-  static constexpr std::size_t kBatch = 256;
-  MaskKey next();
+  static constexpr std::size_t kBatch = 1024;
+  MaskKey next() {
+    if (used_ == kBatch) refill();
+    MaskKey k;
+    std::memcpy(k.data(), pool_.data() + used_ * 4, 4);
+    ++used_;
+    return k;
+  }
 
  private:
   void refill();

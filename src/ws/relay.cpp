@@ -14,10 +14,15 @@ FrameRelay::Result FrameRelay::feed(Block* block, std::size_t off, std::size_t n
   if (fail_code_ != 0) return {false, fail_code_, fail_reason_};
   block_ = block;
   out_ = &out;
+  data_seen_ = false;
   FrameParser::Result r = parser_.feed(reinterpret_cast<std::uint8_t*>(block->data) + off, n);
   block_ = nullptr;
   out_ = nullptr;
-  out_hdr_raw_ = nullptr;  // the block may be reused once this feed returns
+  // The block may be reused once this feed returns: a text frame's header
+  // that still waits for its first checked bytes is kept in out_hdr_.
+  if (header_pending_ && out_hdr_raw_ != nullptr) std::memcpy(out_hdr_.data(), out_hdr_raw_, out_hdr_len_);
+  out_hdr_raw_ = nullptr;
+  if (data_seen_) listener_.on_data_frame();
   if (r.status == FrameParser::Status::Ok) return {true, 0, ""};
   if (fail_code_ == 0) {  // the parser's own finding, not a policy refusal
     fail_code_ = close_code(parser_.error());
@@ -50,20 +55,28 @@ Verdict FrameRelay::on_frame_header(const FrameHeader& h) {
   }
   if (h.length > limits_.max_frame_bytes) return refuse(1009, "frame over max_frame_bytes");
   if (h.opcode != kContinuation) {  // first frame of a message
-    if (!listener_.on_message_start()) return refuse(1008, "message rate over the limit");
+    if (limits_.ask_message_start && !listener_.on_message_start()) {
+      return refuse(1008, "message rate over the limit");
+    }
     message_bytes_ = 0;
     text_ = h.opcode == kText && limits_.validate_utf8 && !h.rsv1;  // compressed: not checkable
     utf8_.reset();
   }
   message_bytes_ += h.length;
   if (message_bytes_ > limits_.max_message_bytes) return refuse(1009, "message over max_message_bytes");
-  listener_.on_data_frame();
-  out_hdr_len_ = static_cast<std::uint8_t>(encode_header(
-      out_hdr_.data(), h.fin, h.opcode, h.length, keys_ ? out_key_.data() : nullptr, h.rsv1));
-  out_hdr_raw_ = nullptr;
-  if (h.raw != nullptr && h.raw_size == out_hdr_len_) {
-    std::memcpy(h.raw, out_hdr_.data(), out_hdr_len_);
+  data_seen_ = true;
+  // The new header differs from the old one in the key alone (masked in,
+  // masked out) or not at all (unmasked either way): the parser took only
+  // minimal lengths and no RSV2/RSV3. When the old one lies whole in the
+  // read block, the new key goes over the old one and nothing else moves.
+  if (h.raw != nullptr && h.masked == (keys_ != nullptr)) {
+    if (keys_) std::memcpy(h.raw + h.raw_size - 4, out_key_.data(), 4);
     out_hdr_raw_ = h.raw;
+    out_hdr_len_ = h.raw_size;
+  } else {
+    out_hdr_raw_ = nullptr;
+    out_hdr_len_ = static_cast<std::uint8_t>(encode_header(
+        out_hdr_.data(), h.fin, h.opcode, h.length, keys_ ? out_key_.data() : nullptr, h.rsv1));
   }
   // A text frame's header is sent with its first payload bytes that pass
   // the UTF-8 check: a frame whose first bytes are already bad is refused
@@ -108,7 +121,7 @@ Verdict FrameRelay::on_payload(std::uint8_t* p, std::size_t n, std::uint64_t off
   } else if (keys_) {
     apply_mask(p, n, out_key_, offset);
   }
-  listener_.on_data_frame();  // a frame that trickles in is not idle
+  data_seen_ = true;  // a frame that trickles in is not idle
   if (!muted_) out_->append_block(block_, reinterpret_cast<const char*>(p), n);
   return Verdict::Continue;
 }

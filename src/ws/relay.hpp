@@ -37,11 +37,15 @@ struct RelayLimits {
   std::uint64_t max_message_bytes = 4 << 20;
   bool validate_utf8 = true;
   bool allow_rsv1 = false;  // permessage-deflate passed through
+  // The listener is asked before each data message (on_message_start);
+  // false when it would always say yes, which saves a call per message.
+  bool ask_message_start = true;
 };
 
 class RelayListener {
  public:
-  // Data frame bytes arrived (idle timers count data, not pings).
+  // Data frame bytes arrived (idle timers count data, not pings): once per
+  // feed that brought any, after its frames.
   virtual void on_data_frame() {}
   // A new data message starts (its first frame's header arrived, nothing of
   // it went out yet); return false to refuse it: the sender is failed with
@@ -125,6 +129,7 @@ class FrameRelay final : private FrameHandler {
   bool header_pending_ = false;  // a text frame's header waits for its first checked bytes
   bool muted_ = false;           // nothing more goes out
   bool mute_after_frame_ = false;
+  bool data_seen_ = false;       // this feed brought data frame bytes
   // the data frame's new header: in the read block over the old one (raw,
   // valid during the feed that brought it), else out_hdr_ to be copied
   std::array<std::uint8_t, kMaxHeaderBytes> out_hdr_{};
