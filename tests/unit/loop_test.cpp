@@ -225,9 +225,9 @@ class RunningWorker {
       worker_->run();
       done_.set_value();
     });
-    // stop() may only be called once run() has set up the loop. A request
-    // answered locally proves it has: no Host in HTTP/1.1 is a 400. Nothing
-    // here may throw now that the thread runs: tests REQUIRE(ready()).
+    // A request answered locally proves the loop runs and listens: no Host
+    // in HTTP/1.1 is a 400. Nothing here may throw now that the thread
+    // runs: tests REQUIRE(ready()).
     Fd probe(try_connect(port_));
     if (probe.get() < 0) {
       probe_ = std::string("connect: ") + std::strerror(errno);
