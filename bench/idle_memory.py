@@ -150,7 +150,28 @@ def rss_kib(pid):
 
 
 def open_fds(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
+    """Descriptors the process holds, each descriptor table counted once:
+    Sluice's worker threads have tables of their own, which /proc/PID/fd (the
+    main thread's) does not show, and threads that share a table list the
+    same descriptors."""
+    tables = set()
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        d = f"/proc/{pid}/task/{tid}/fd"
+        entries = []
+        try:
+            for fd in os.listdir(d):
+                try:
+                    entries.append((fd, os.readlink(f"{d}/{fd}")))
+                except OSError:
+                    pass  # closed meanwhile
+        except OSError:
+            continue  # the thread is gone
+        table = frozenset(entries)
+        if table not in tables:
+            tables.add(table)
+            total += len(entries)
+    return total
 
 
 def settled(read, seconds=1.0):
