@@ -57,11 +57,7 @@ Worker::Worker(unsigned index, unsigned worker_count, std::shared_ptr<const Gene
   // The loop itself is made in run(), on the worker's thread, once that has
   // its own descriptor table: what libuv opens for it then lives there
   // alone. Until then, what is posted waits on the control socket.
-  std::vector<int> fds;
-  for (int fd : listen_fds) {
-    if (fd >= 0) fds.push_back(fd);
-  }
-  post(PendingReload{nullptr, std::move(listen_fds)}, fds);
+  post_listeners(nullptr, std::move(listen_fds));
 }
 
 Worker::~Worker() {
@@ -246,11 +242,14 @@ void Worker::open_listener(std::size_t index, int fd) {
 
 void Worker::stop() {
   stop_requested_.store(true);
-  std::vector<int> none;
-  post(PendingStop{}, none);
+  post(PendingStop{});
 }
 
 bool Worker::reload(std::shared_ptr<const Generation> gen, std::vector<int> listen_fds) {
+  return post_listeners(std::move(gen), std::move(listen_fds));
+}
+
+bool Worker::post_listeners(std::shared_ptr<const Generation> gen, std::vector<int> listen_fds) {
   std::vector<int> fds;
   for (int fd : listen_fds) {
     if (fd >= 0) fds.push_back(fd);
@@ -260,13 +259,11 @@ bool Worker::reload(std::shared_ptr<const Generation> gen, std::vector<int> list
 
 void Worker::update_members(std::shared_ptr<const Generation> gen, std::size_t index,
                             std::shared_ptr<const Members> members) {
-  std::vector<int> none;
-  post(PendingMembers{std::move(gen), index, std::move(members)}, none);
+  post(PendingMembers{std::move(gen), index, std::move(members)});
 }
 
 void Worker::reopen_access_log(int fd) {
-  std::vector<int> fds{fd};
-  post(PendingLog{}, fds);
+  post(PendingLog{}, {fd});
 }
 
 // Any thread. The item is queued and its message sent under one lock, so
@@ -274,7 +271,7 @@ void Worker::reopen_access_log(int fd) {
 // waiting in the socket belongs to an item it holds (or to one whose
 // sending failed part way, which it drops). The caller's descriptors close
 // here whatever happens: once sent, the worker has its own.
-bool Worker::post(Pending item, std::vector<int>& fds) {
+bool Worker::post(Pending item, const std::vector<int>& fds) {
   bool ok = true;
   {
     std::lock_guard<std::mutex> lock(pending_mutex_);

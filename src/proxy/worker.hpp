@@ -169,7 +169,11 @@ class Worker {
   static void on_listen_ready(uv_poll_t* h, int status, int events) noexcept;
   static void on_accept_resume(uv_timer_t* t) noexcept;
   static void close_listener(ListenerSlot* slot, bool free) noexcept;
-  bool post(Pending item, std::vector<int>& fds);
+  // Any thread: queues `item` and sends the worker its message, with `fds`
+  // (closed here either way). False, logged, when the message could not go.
+  bool post(Pending item, const std::vector<int>& fds = {});
+  // The constructor's listening sockets (gen null) or a reload's.
+  bool post_listeners(std::shared_ptr<const Generation> gen, std::vector<int> listen_fds);
   static void on_control(uv_poll_t* h, int status, int events) noexcept;
   void take_posted();
   void open_listener(std::size_t index, int fd);
