@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cinttypes>
 #include <cstring>
+#include <utility>
 
 #include "core/log.hpp"
 #include "net/fd_channel.hpp"
@@ -348,8 +349,7 @@ void Worker::take_posted() {
       std::size_t k = 0;
       for (int& fd : r->fds) {
         if (fd < 0) continue;
-        fd = k < p.got.size() ? p.got[k] : -1;
-        if (k < p.got.size()) p.got[k] = -1;  // owned by the entry now
+        fd = k < p.got.size() ? std::exchange(p.got[k], -1) : -1;  // owned by the entry now
         ++k;
       }
       if (!r->gen) {
